@@ -1,0 +1,250 @@
+"""One error format for the whole API: RFC 9457 problem details with a stable `code`.
+
+Services raise `AppError` subclasses; the handlers installed by `install_error_handlers`
+render those, FastAPI's validation errors, Starlette's HTTP errors (unknown routes, wrong
+methods) and unexpected exceptions as the same `application/problem+json` document.
+"""
+
+import logging
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from asgi_correlation_id import correlation_id
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://tasks-api.example.com/problems/"
+
+
+class FieldError(BaseModel):
+    """One validation failure: where it is, what is wrong, and its machine-readable type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; every error response of this API has this shape."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "type": "https://tasks-api.example.com/problems/not_found",
+                "title": "Not Found",
+                "status": 404,
+                "detail": "The requested resource was not found.",
+                "code": "not_found",
+                "request_id": "4b6a3c1e8f2d4e0b9a7c5d3e1f0a2b4c",
+            }
+        },
+    )
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong in this occurrence.")
+    code: str = Field(description="A stable machine-readable code, e.g. `task_not_found`.")
+    request_id: str | None = Field(default=None, description="Quote it when reporting a bug.")
+    errors: list[FieldError] | None = Field(
+        default=None, description="For validation errors: one entry per invalid field."
+    )
+
+
+class AppError(Exception):
+    """Base of every domain error; subclasses fix the status and the stable code."""
+
+    status_code: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    detail: ClassVar[str] = "The request could not be processed."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.message = detail or self.detail
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        super().__init__(self.message)
+
+
+class BadRequest(AppError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "not_authenticated"
+    detail = "Could not validate credentials."
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+    detail = "You are not allowed to do this."
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    detail = "The requested resource was not found."
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    detail = "The request conflicts with the current state of the resource."
+
+
+class PreconditionFailed(AppError):
+    status_code = 412
+    code = "precondition_failed"
+    detail = "The resource has changed since you last read it."
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+    detail = "The request body is too large."
+
+
+class UnprocessableEntity(AppError):
+    status_code = 422
+    code = "validation_error"
+    detail = "The request is not valid."
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "rate_limited"
+    detail = "Too many requests; try again later."
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "service_unavailable"
+    detail = "The service is temporarily unavailable."
+
+
+# Codes for errors raised by the framework itself (routing, methods, media types).
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """Render one problem document."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": correlation_id.get(),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def _json_safe_loc(loc: Iterable[Any]) -> list[str | int]:
+    return [part if isinstance(part, int) else str(part) for part in loc]
+
+
+async def _app_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
+    return problem_response(
+        exc.status_code, exc.code, exc.message, headers=exc.headers, extra=exc.extra
+    )
+
+
+async def _http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else _title(exc.status_code)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "No resource at this path."
+    return problem_response(exc.status_code, code, detail, headers=exc.headers)
+
+
+async def _validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    errors = [
+        {"loc": _json_safe_loc(err.get("loc", ())), "msg": err.get("msg", ""), "type": err["type"]}
+        for err in exc.errors()
+    ]
+    return problem_response(
+        422, "validation_error", "The request is not valid; see `errors`.", errors=errors
+    )
+
+
+async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log, never to the client.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "internal_error", "An unexpected error occurred.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every kind of error through the problem renderer."""
+    app.add_exception_handler(AppError, _app_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.add_exception_handler(Exception, _unexpected_error_handler)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries documenting the given error statuses as problem documents."""
+    return {
+        status: {
+            "description": _title(status),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,179 @@
+"""Password hashing and JSON Web Tokens as plain functions: no FastAPI, no database.
+
+Passwords: argon2id through passlib, legacy bcrypt hashes still verify and are flagged for
+an upgrade. Hashing is CPU-heavy, so the async wrappers run it in a worker thread, at most
+`PASSWORD_HASH_CONCURRENCY` at a time, which keeps a sign-in storm from starving other work.
+
+Tokens: every token carries an audience naming its purpose (access, refresh, reset), and is
+always decoded with an explicit algorithm allow-list and that one audience, so a token can
+never stand in for another kind.
+"""
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import anyio
+from jose import JWTError, jwt
+from passlib.context import CryptContext
+
+from app.core.config import Settings
+from app.core.models import utcnow
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+
+
+class TokenType(StrEnum):
+    ACCESS = "access"
+    REFRESH = "refresh"
+    RESET = "reset"
+
+
+class InvalidToken(Exception):
+    """The token is malformed, forged, expired, or of the wrong kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    subject: str
+    token_type: TokenType
+    jti: str
+    session_id: str | None
+    issued_at: datetime
+    expires_at: datetime
+    extra: dict[str, Any]
+
+
+class PasswordHasher:
+    """Hashes and verifies passwords; one per process, built from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.context = CryptContext(
+            schemes=["argon2", "bcrypt"],
+            deprecated=["bcrypt"],
+            argon2__type="ID",
+            argon2__memory_cost=settings.ARGON2_MEMORY_KIB,
+            argon2__time_cost=settings.ARGON2_TIME_COST,
+            argon2__parallelism=settings.ARGON2_PARALLELISM,
+        )
+        self.limiter = anyio.CapacityLimiter(settings.PASSWORD_HASH_CONCURRENCY)
+        # Verified against when the account does not exist, so an unknown email costs
+        # exactly as much as a wrong password.
+        self.dummy_hash = self.context.hash("dummy-password-for-timing-equality")
+
+    def hash_sync(self, password: str) -> str:
+        return str(self.context.hash(password))
+
+    def verify_and_update_sync(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
+        """(matches, new hash if the stored one uses outdated parameters or scheme)."""
+        if hashed is None:
+            self.context.verify(password, self.dummy_hash)
+            return False, None
+        try:
+            ok, new_hash = self.context.verify_and_update(password, hashed)
+        except (ValueError, TypeError):
+            return False, None
+        return bool(ok), new_hash
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self.hash_sync, password, limiter=self.limiter)
+
+    async def verify_and_update(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
+        return await anyio.to_thread.run_sync(
+            self.verify_and_update_sync, password, hashed, limiter=self.limiter
+        )
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        ok, _ = await self.verify_and_update(password, hashed)
+        return ok
+
+
+def password_fingerprint(hashed_password: str) -> str:
+    """A short digest of the stored hash: a reset token bound to it dies once the hash changes."""
+    return hashlib.sha256(hashed_password.encode()).hexdigest()[:32]
+
+
+class TokenCodec:
+    """Issues and checks JWTs for one key set and algorithm."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.algorithm = settings.JWT_ALGORITHM
+        self.issuer = settings.JWT_ISSUER
+        if self.algorithm == "RS256":
+            if settings.JWT_PRIVATE_KEY is None or settings.JWT_PUBLIC_KEY is None:
+                raise ValueError("RS256 needs JWT_PRIVATE_KEY and JWT_PUBLIC_KEY")
+            self.signing_key: str = settings.JWT_PRIVATE_KEY.get_secret_value()
+            self.verifying_key: str = settings.JWT_PUBLIC_KEY
+        else:
+            self.signing_key = self.verifying_key = settings.SECRET_KEY.get_secret_value()
+
+    def audience(self, token_type: TokenType) -> str:
+        return f"{self.issuer}:{token_type.value}"
+
+    def encode(
+        self,
+        *,
+        subject: str,
+        token_type: TokenType,
+        lifetime: timedelta,
+        session_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[str, TokenClaims]:
+        issued = now or utcnow()
+        claims = TokenClaims(
+            subject=subject,
+            token_type=token_type,
+            jti=uuid.uuid4().hex,
+            session_id=session_id,
+            issued_at=issued,
+            expires_at=issued + lifetime,
+            extra=dict(extra or {}),
+        )
+        payload: dict[str, Any] = {
+            **claims.extra,
+            "iss": self.issuer,
+            "aud": self.audience(token_type),
+            "sub": subject,
+            "typ": token_type.value,
+            "jti": claims.jti,
+            "iat": int(issued.timestamp()),
+            "exp": int(claims.expires_at.timestamp()),
+        }
+        if session_id is not None:
+            payload["sid"] = session_id
+        token = jwt.encode(payload, self.signing_key, algorithm=self.algorithm)
+        return token, claims
+
+    def decode(self, token: str, token_type: TokenType) -> TokenClaims:
+        """Verify signature, algorithm, issuer, audience, expiry and type; raise InvalidToken."""
+        try:
+            payload = jwt.decode(
+                token,
+                self.verifying_key,
+                algorithms=[self.algorithm],
+                audience=self.audience(token_type),
+                issuer=self.issuer,
+                options={"require_exp": True, "require_iat": True, "require_sub": True},
+            )
+        except (JWTError, ValueError, TypeError, KeyError) as exc:
+            raise InvalidToken(str(exc)) from exc
+        if payload.get("typ") != token_type.value or not isinstance(payload.get("jti"), str):
+            raise InvalidToken("wrong token type")
+        sid = payload.get("sid")
+        if sid is not None and not isinstance(sid, str):
+            raise InvalidToken("malformed session id")
+        known = {"iss", "aud", "sub", "typ", "jti", "iat", "exp", "sid"}
+        return TokenClaims(
+            subject=str(payload["sub"]),
+            token_type=token_type,
+            jti=payload["jti"],
+            session_id=sid,
+            issued_at=datetime.fromtimestamp(int(payload["iat"]), UTC),
+            expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
+            extra={k: v for k, v in payload.items() if k not in known},
+        )

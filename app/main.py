@@ -1,0 +1,91 @@
+"""The application factory: settings, lifespan, middleware, error handlers, routers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.api import api_router
+from app.core.config import Settings, get_settings
+from app.core.db import Database
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.core.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from app.core.openapi import install_openapi
+from app.health.router import router as health_router
+
+DESCRIPTION = """
+A task-management API: accounts, projects, tasks and labels.
+
+Sign in with **Authorize** (email and password); every protected operation then works from
+this page. Every error is an RFC 9457 problem document with a stable `code`.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the process's resources on start-up and release them on shutdown."""
+    settings: Settings = app.state.settings
+    database = Database(settings)
+    app.state.database = database
+    try:
+        yield
+    finally:
+        await database.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for the given settings (the process's own when none are given)."""
+    settings = settings or get_settings()
+    configure_logging(settings)
+    docs = settings.DOCS_ENABLED
+    app = FastAPI(
+        title=settings.PROJECT_NAME,
+        description=DESCRIPTION,
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        swagger_ui_parameters={"persistAuthorization": True},
+        generate_unique_id_function=lambda route: (
+            f"{route.tags[0]}-{route.name}" if route.tags else route.name
+        ),
+        debug=False,
+    )
+    app.state.settings = settings
+
+    install_error_handlers(app)
+    install_openapi(app)
+
+    # Added innermost first: the request id wraps everything so every log line and
+    # error carries it, and CORS headers reach error responses too.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.ENVIRONMENT == "production")
+    if settings.CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[str(origin).rstrip("/") for origin in settings.CORS_ORIGINS],
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "X-Request-ID",
+                "Idempotency-Key",
+            ],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            max_age=600,
+        )
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+
+    app.include_router(health_router)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()
