@@ -8,12 +8,18 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import api_router
+from app.auth.service import AuthComponents
+from app.bootstrap import ensure_first_admin
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
+from app.core.mail import create_mailer
 from app.core.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from app.core.openapi import install_openapi
+from app.core.pagination import CursorCodec
+from app.core.rate_limit import RateLimiter
+from app.core.security import PasswordHasher, TokenCodec
 from app.health.router import router as health_router
 
 DESCRIPTION = """
@@ -29,8 +35,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the process's resources on start-up and release them on shutdown."""
     settings: Settings = app.state.settings
     database = Database(settings)
+    hasher = PasswordHasher(settings)
     app.state.database = database
+    app.state.auth = AuthComponents(
+        settings=settings,
+        hasher=hasher,
+        tokens=TokenCodec(settings),
+        limiter=RateLimiter(settings, database.engine),
+        mailer=create_mailer(settings),
+        cursors=CursorCodec(settings.SECRET_KEY.get_secret_value()),
+    )
     try:
+        await ensure_first_admin(settings, database, hasher)
         yield
     finally:
         await database.dispose()

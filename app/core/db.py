@@ -10,6 +10,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
+from app.core.errors import AppError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -85,6 +86,12 @@ async def get_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
     async with database.sessionmaker() as session:
         try:
             yield session
+        except AppError as exc:
+            if exc.keeps_writes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise

@@ -65,6 +65,9 @@ class AppError(Exception):
     status_code: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
     detail: ClassVar[str] = "The request could not be processed."
+    # Most errors undo the request's writes; a few must keep them (revoking a session whose
+    # refresh token was replayed is the point of that error), and say so here.
+    keeps_writes: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -35,11 +35,7 @@ def configure_logging(settings: Settings) -> None:
             },
             "root": {"handlers": ["console"], "level": settings.LOG_LEVEL},
             "loggers": {
-                "uvicorn.access": {
-                    "level": "WARNING"
-                    if settings.ENVIRONMENT == "production"
-                    else settings.LOG_LEVEL
-                },
+                "uvicorn.access": {"level": access_level},
             },
         }
     )

@@ -121,6 +121,7 @@ class TokenCodec:
         token_type: TokenType,
         lifetime: timedelta,
         session_id: str | None = None,
+        jti: str | None = None,
         extra: dict[str, Any] | None = None,
         now: datetime | None = None,
     ) -> tuple[str, TokenClaims]:
@@ -128,7 +129,7 @@ class TokenCodec:
         claims = TokenClaims(
             subject=subject,
             token_type=token_type,
-            jti=uuid.uuid4().hex,
+            jti=jti or uuid.uuid4().hex,
             session_id=session_id,
             issued_at=issued,
             expires_at=issued + lifetime,

@@ -1,0 +1,8 @@
+"""Every table model, imported once so the metadata is complete (Alembic, tests)."""
+
+from app.auth.models import AuthSession
+from app.core.rate_limit import RateLimitCounter
+from app.projects.models import Project
+from app.users.models import User
+
+__all__ = ["AuthSession", "Project", "RateLimitCounter", "User"]

@@ -1,0 +1,150 @@
+"""Sign-up, sign-in (OAuth2 password flow), refresh, sign-out, sessions, password recovery."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.auth import service
+from app.auth.dependencies import AuthDep, ClientDep, CurrentPrincipal
+from app.auth.schemas import (
+    Accepted,
+    PasswordRecoveryRequest,
+    PasswordResetRequest,
+    RefreshRequest,
+    SessionPublic,
+    TokenPair,
+)
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.pagination import Page, PageParamsDep
+from app.users.schemas import UserPublic, UserRegister
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+# Tokens must never sit in a shared cache.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@router.post(
+    "/register",
+    summary="Create an account",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses=problem_responses(409, 429),
+)
+async def register(
+    data: UserRegister, session: SessionDep, auth: AuthDep, client: ClientDep
+) -> UserPublic:
+    """Create a user account with the `user` role; sign in afterwards with `/auth/token`."""
+    user = await service.register(session, auth, data=data, client=client)
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
+@router.post(
+    "/token",
+    summary="Sign in (OAuth2 password flow)",
+    response_model=TokenPair,
+    responses=problem_responses(401, 429),
+)
+async def sign_in(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    auth: AuthDep,
+    client: ClientDep,
+    response: Response,
+) -> TokenPair:
+    """Exchange email (`username`) and password for an access and a refresh token."""
+    pair = await service.sign_in(
+        session, auth, email=form.username, password=form.password, client=client
+    )
+    response.headers.update(NO_STORE)
+    return pair
+
+
+@router.post(
+    "/refresh",
+    summary="Rotate tokens",
+    response_model=TokenPair,
+    responses=problem_responses(401),
+)
+async def refresh(
+    data: RefreshRequest, session: SessionDep, auth: AuthDep, response: Response
+) -> TokenPair:
+    """Exchange a refresh token (usable once) for a new access and refresh token."""
+    pair = await service.refresh(session, auth, refresh_token=data.refresh_token)
+    response.headers.update(NO_STORE)
+    return pair
+
+
+@router.post(
+    "/logout",
+    summary="Sign out",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401),
+)
+async def logout(principal: CurrentPrincipal, session: SessionDep) -> None:
+    """End the current session: its access and refresh tokens stop working at once."""
+    await service.revoke_session(
+        session, user_id=principal.user.id, session_id=principal.session_id
+    )
+
+
+@router.get(
+    "/sessions",
+    summary="List my sessions",
+    response_model=Page[SessionPublic],
+    responses=problem_responses(401),
+)
+async def list_sessions(
+    principal: CurrentPrincipal, session: SessionDep, auth: AuthDep, page: PageParamsDep
+) -> Page[SessionPublic]:
+    """The caller's open sign-in sessions, newest first."""
+    return await service.list_sessions(session, auth, principal=principal, page=page)
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    summary="End one of my sessions",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404),
+)
+async def delete_session(
+    session_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
+) -> None:
+    """End one of the caller's sessions (for example a lost phone's)."""
+    await service.revoke_session(session, user_id=principal.user.id, session_id=session_id)
+
+
+@router.post(
+    "/password-recovery",
+    summary="Ask for a password reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=problem_responses(429),
+)
+async def password_recovery(
+    data: PasswordRecoveryRequest,
+    session: SessionDep,
+    auth: AuthDep,
+    client: ClientDep,
+    background: BackgroundTasks,
+) -> Accepted:
+    """Mail a single-use reset token; the answer is the same whether the account exists."""
+    mail = await service.request_password_reset(session, auth, email=data.email, client=client)
+    if mail is not None:
+        # After the response: the time to talk to a mail server must not reveal the account.
+        background.add_task(service.send_mail, auth.mailer, mail)
+    return Accepted(detail="If the account exists, a reset link is on its way.")
+
+
+@router.post(
+    "/password-reset",
+    summary="Reset the password with a token",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(400),
+)
+async def password_reset(data: PasswordResetRequest, session: SessionDep, auth: AuthDep) -> None:
+    """Set a new password with the mailed token; every session of the account ends."""
+    await service.reset_password(session, auth, token=data.token, new_password=data.new_password)

@@ -1,0 +1,69 @@
+"""Request and response models for signing in and out."""
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import ConfigDict
+from sqlmodel import Field, SQLModel
+
+from app.core.schemas import Email, Password
+
+TOKEN_MAX_LENGTH = 4096
+
+
+class TokenPair(SQLModel):
+    """What a successful sign-in or refresh returns."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                "token_type": "bearer",
+                "expires_in": 900,
+                "refresh_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+            }
+        }
+    )
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_token: str
+
+
+class RefreshRequest(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=TOKEN_MAX_LENGTH)
+
+
+class PasswordRecoveryRequest(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+
+
+class PasswordResetRequest(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=TOKEN_MAX_LENGTH)
+    new_password: Password
+
+
+class Accepted(SQLModel):
+    detail: str = Field(
+        schema_extra={"examples": ["If the account exists, a reset link is on its way."]}
+    )
+
+
+class SessionPublic(SQLModel):
+    """One active sign-in of the caller."""
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip_address: str | None
+    current: bool = Field(description="Whether this is the session making the request.")

@@ -1,0 +1,429 @@
+"""Signing in and out: sessions, token rotation, throttling and password recovery.
+
+Plain functions over the request's session and the process's `AuthComponents`; the routers
+only parse, call and return.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.auth.exceptions import (
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidResetToken,
+    InvalidTokenError,
+    PasswordIsEmail,
+    SessionNotFound,
+)
+from app.auth.models import USER_AGENT_MAX_LENGTH, AuthSession
+from app.auth.schemas import SessionPublic, TokenPair
+from app.core.config import Settings
+from app.core.errors import TooManyRequests
+from app.core.mail import Mail, Mailer
+from app.core.models import utcnow
+from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.core.rate_limit import RateLimiter
+from app.core.security import (
+    InvalidToken,
+    PasswordHasher,
+    TokenCodec,
+    TokenType,
+    password_fingerprint,
+)
+from app.users import service as user_service
+from app.users.exceptions import WrongPassword
+from app.users.models import User
+from app.users.schemas import UserRegister
+
+# Touching last_used_at on every request would turn every read into a write; once a minute
+# is precise enough for a "last active" column.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthComponents:
+    """The process-wide pieces authentication needs, built once by the lifespan."""
+
+    settings: Settings
+    hasher: PasswordHasher
+    tokens: TokenCodec
+    limiter: RateLimiter
+    mailer: Mailer
+    cursors: CursorCodec
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    ip: str
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user and the sign-in session their token belongs to."""
+
+    user: User
+    session_id: uuid.UUID
+
+
+class InvalidUUID(ValueError):
+    pass
+
+
+def _uuid(value: str | None) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise InvalidUUID(value) from exc
+
+
+async def _throttle_check(limiter: RateLimiter, keys: list[tuple[str, int]], window: int) -> None:
+    for key, limit in keys:
+        decision = await limiter.check(key, limit=limit, window_seconds=window)
+        if not decision.allowed:
+            raise TooManyRequests(decision.retry_after)
+
+
+async def _throttle_hit(limiter: RateLimiter, keys: list[tuple[str, int]], window: int) -> None:
+    for key, limit in keys:
+        decision = await limiter.hit(key, limit=limit, window_seconds=window)
+        if not decision.allowed:
+            raise TooManyRequests(decision.retry_after)
+
+
+async def register(
+    session: AsyncSession, auth: AuthComponents, *, data: UserRegister, client: ClientInfo
+) -> User:
+    """Create a plain user account (rate-limited per client address)."""
+    settings = auth.settings
+    await _throttle_hit(
+        auth.limiter,
+        [(f"register:ip:{client.ip}", settings.REGISTER_MAX_PER_IP)],
+        settings.REGISTER_WINDOW_SECONDS,
+    )
+    hashed = await auth.hasher.hash(data.password)
+    return await user_service.create_user(
+        session, email=data.email, hashed_password=hashed, full_name=data.full_name
+    )
+
+
+def _issue_pair(auth: AuthComponents, user: User, auth_session: AuthSession) -> TokenPair:
+    settings = auth.settings
+    access_lifetime = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    access, _ = auth.tokens.encode(
+        subject=str(user.id),
+        token_type=TokenType.ACCESS,
+        lifetime=access_lifetime,
+        session_id=str(auth_session.id),
+    )
+    refresh, _ = auth.tokens.encode(
+        subject=str(user.id),
+        token_type=TokenType.REFRESH,
+        lifetime=timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS),
+        session_id=str(auth_session.id),
+        jti=auth_session.refresh_jti,
+    )
+    return TokenPair(
+        access_token=access,
+        expires_in=int(access_lifetime.total_seconds()),
+        refresh_token=refresh,
+    )
+
+
+async def sign_in(
+    session: AsyncSession,
+    auth: AuthComponents,
+    *,
+    email: str,
+    password: str,
+    client: ClientInfo,
+) -> TokenPair:
+    """Check the credentials and open a sign-in session.
+
+    An unknown email and a wrong password give the same error after the same work (a hash
+    verification). Failures are counted per account and per client address; past either
+    threshold the caller gets 429 until the window ends.
+    """
+    settings = auth.settings
+    email = email.strip().lower()
+    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+    account_key = (f"login:account:{email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
+    ip_key = (f"login:ip:{client.ip}", settings.LOGIN_MAX_FAILURES_PER_IP)
+    await _throttle_check(auth.limiter, [account_key, ip_key], window)
+
+    user = await user_service.get_user_by_email(session, email) if len(email) <= 254 else None
+    ok, new_hash = await auth.hasher.verify_and_update(
+        password, user.hashed_password if user else None
+    )
+    if user is None or not ok or not user.is_active:
+        for key, limit in (account_key, ip_key):
+            await auth.limiter.hit(key, limit=limit, window_seconds=window)
+        raise InvalidCredentials()
+    await auth.limiter.clear(account_key[0], limit=account_key[1], window_seconds=window)
+
+    if new_hash:
+        # Outdated scheme (bcrypt) or parameters: upgrade while we hold the plain password.
+        user.hashed_password = new_hash
+        session.add(user)
+    now = utcnow()
+    auth_session = AuthSession(
+        user_id=user.id,
+        refresh_jti=uuid.uuid4().hex,
+        user_agent=(client.user_agent or "")[:USER_AGENT_MAX_LENGTH] or None,
+        ip_address=client.ip[:64],
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS),
+    )
+    session.add(auth_session)
+    await session.flush()
+    return _issue_pair(auth, user, auth_session)
+
+
+class RefreshTokenReused(InvalidRefreshToken):
+    """A refresh token was presented again: the session is revoked, and that must persist."""
+
+    keeps_writes = True
+
+
+async def refresh(session: AsyncSession, auth: AuthComponents, *, refresh_token: str) -> TokenPair:
+    """Exchange a refresh token for a new pair; each refresh token works once.
+
+    The swap is a compare-and-set on the session's current refresh token id, so two racing
+    uses of one token cannot both win. Presenting a token that was already exchanged means it
+    leaked: the whole session is revoked.
+    """
+    try:
+        claims = auth.tokens.decode(refresh_token, TokenType.REFRESH)
+        session_id = _uuid(claims.session_id)
+        user_id = _uuid(claims.subject)
+    except (InvalidToken, InvalidUUID) as exc:
+        raise InvalidRefreshToken() from exc
+    now = utcnow()
+    new_jti = uuid.uuid4().hex
+    swapped = await session.execute(
+        update(AuthSession)
+        .where(
+            col(AuthSession.id) == session_id,
+            col(AuthSession.user_id) == user_id,
+            col(AuthSession.refresh_jti) == claims.jti,
+            col(AuthSession.revoked_at).is_(None),
+            col(AuthSession.expires_at) > now,
+        )
+        .values(
+            refresh_jti=new_jti,
+            last_used_at=now,
+            expires_at=now + timedelta(days=auth.settings.REFRESH_TOKEN_EXPIRE_DAYS),
+        )
+        .returning(col(AuthSession.id))
+        .execution_options(synchronize_session=False)
+    )
+    if swapped.first() is None:
+        auth_session = await session.get(AuthSession, session_id)
+        if (
+            auth_session is not None
+            and auth_session.user_id == user_id
+            and auth_session.revoked_at is None
+        ):
+            auth_session.revoked_at = now
+            session.add(auth_session)
+            await session.flush()
+            raise RefreshTokenReused()
+        raise InvalidRefreshToken()
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise InvalidRefreshToken()
+    auth_session = await session.get(AuthSession, session_id, populate_existing=True)
+    assert auth_session is not None  # noqa: S101 - the update above just matched it
+    return _issue_pair(auth, user, auth_session)
+
+
+async def authenticate(session: AsyncSession, auth: AuthComponents, token: str) -> Principal:
+    """Resolve an access token to its user, honouring revocation: one indexed query.
+
+    The token must verify (signature, algorithm, audience, expiry) and its session must still
+    be open, so logging out, a password change or a revoked session stop it at once, in every
+    process. A deactivated user's tokens stop working too.
+    """
+    try:
+        claims = auth.tokens.decode(token, TokenType.ACCESS)
+        session_id = _uuid(claims.session_id)
+        user_id = _uuid(claims.subject)
+    except (InvalidToken, InvalidUUID) as exc:
+        raise InvalidTokenError() from exc
+    now = utcnow()
+    result = await session.execute(
+        select(User, AuthSession.last_used_at)
+        .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+        .where(
+            col(AuthSession.id) == session_id,
+            col(User.id) == user_id,
+            col(AuthSession.revoked_at).is_(None),
+            col(AuthSession.expires_at) > now,
+        )
+    )
+    row = result.first()
+    if row is None:
+        raise InvalidTokenError()
+    user, last_used_at = row
+    if now - last_used_at > LAST_USED_GRANULARITY:
+        await session.execute(
+            update(AuthSession)
+            .where(col(AuthSession.id) == session_id)
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return Principal(user=user, session_id=session_id)
+
+
+async def revoke_session(
+    session: AsyncSession, *, user_id: uuid.UUID, session_id: uuid.UUID
+) -> None:
+    """End one of the user's sessions; SessionNotFound if it is not theirs or already ended."""
+    result = await session.execute(
+        update(AuthSession)
+        .where(
+            col(AuthSession.id) == session_id,
+            col(AuthSession.user_id) == user_id,
+            col(AuthSession.revoked_at).is_(None),
+        )
+        .values(revoked_at=utcnow())
+        .returning(col(AuthSession.id))
+        .execution_options(synchronize_session=False)
+    )
+    if result.first() is None:
+        raise SessionNotFound()
+
+
+async def revoke_all_sessions(
+    session: AsyncSession, *, user_id: uuid.UUID, except_session_id: uuid.UUID | None = None
+) -> None:
+    """End every open session of the user (but the one given, if any)."""
+    statement = (
+        update(AuthSession)
+        .where(col(AuthSession.user_id) == user_id, col(AuthSession.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if except_session_id is not None:
+        statement = statement.where(col(AuthSession.id) != except_session_id)
+    await session.execute(statement)
+
+
+SESSION_KEYS = [SortKey(col(AuthSession.created_at), descending=True), SortKey(col(AuthSession.id))]
+
+
+async def list_sessions(
+    session: AsyncSession, auth: AuthComponents, *, principal: Principal, page: PageParams
+) -> Page[SessionPublic]:
+    """The caller's open sessions, newest first."""
+    statement = select(AuthSession).where(
+        col(AuthSession.user_id) == principal.user.id,
+        col(AuthSession.revoked_at).is_(None),
+        col(AuthSession.expires_at) > utcnow(),
+    )
+    rows, next_cursor, total = await paginate(
+        session,
+        statement,
+        keys=SESSION_KEYS,
+        page=page,
+        codec=auth.cursors,
+        scope="sessions",
+        key_of=lambda row: [row.created_at, row.id],
+    )
+    items = [
+        SessionPublic.model_validate(
+            {**row.model_dump(), "current": row.id == principal.session_id}
+        )
+        for row in rows
+    ]
+    return Page[SessionPublic](items=items, next_cursor=next_cursor, total=total)
+
+
+async def change_password(
+    session: AsyncSession,
+    auth: AuthComponents,
+    *,
+    principal: Principal,
+    current_password: str,
+    new_password: str,
+) -> None:
+    """Replace the caller's password and sign out every other session."""
+    user = principal.user
+    if not await auth.hasher.verify(current_password, user.hashed_password):
+        raise WrongPassword()
+    if new_password.strip().lower() == user.email:
+        raise PasswordIsEmail()
+    user.hashed_password = await auth.hasher.hash(new_password)
+    user.updated_at = utcnow()
+    session.add(user)
+    await revoke_all_sessions(session, user_id=user.id, except_session_id=principal.session_id)
+
+
+async def request_password_reset(
+    session: AsyncSession, auth: AuthComponents, *, email: str, client: ClientInfo
+) -> Mail | None:
+    """Make the reset mail for an active account; None (and the same answer) otherwise.
+
+    The token is bound to the current password hash, so it works once: the reset changes the
+    hash and every token issued before it dies with it.
+    """
+    settings = auth.settings
+    await _throttle_hit(
+        auth.limiter,
+        [
+            (f"recovery:ip:{client.ip}", settings.RECOVERY_MAX_PER_IP),
+            (f"recovery:email:{email}", settings.RECOVERY_MAX_PER_EMAIL),
+        ],
+        settings.RECOVERY_WINDOW_SECONDS,
+    )
+    user = await user_service.get_user_by_email(session, email)
+    if user is None or not user.is_active:
+        return None
+    token, _ = auth.tokens.encode(
+        subject=str(user.id),
+        token_type=TokenType.RESET,
+        lifetime=timedelta(minutes=settings.PASSWORD_RESET_EXPIRE_MINUTES),
+        extra={"pwh": password_fingerprint(user.hashed_password)},
+    )
+    link = f"{str(settings.FRONTEND_URL).rstrip('/')}/reset-password#token={token}"
+    body = (
+        "Someone asked to reset the password of your account.\n\n"
+        f"Open this link within {settings.PASSWORD_RESET_EXPIRE_MINUTES} minutes:\n{link}\n\n"
+        f"Or send this token to POST /api/v1/auth/password-reset:\n{token}\n\n"
+        "If it was not you, ignore this mail; your password stays as it is."
+    )
+    return Mail(to=user.email, subject="Reset your password", body=body)
+
+
+async def send_mail(mailer: Mailer, mail: Mail) -> None:
+    await mailer.send(mail)
+
+
+async def reset_password(
+    session: AsyncSession, auth: AuthComponents, *, token: str, new_password: str
+) -> None:
+    """Set a new password from a reset token, then end every session of that user."""
+    try:
+        claims = auth.tokens.decode(token, TokenType.RESET)
+        user_id = _uuid(claims.subject)
+    except (InvalidToken, InvalidUUID) as exc:
+        raise InvalidResetToken() from exc
+    user = await session.get(User, user_id)
+    if (
+        user is None
+        or not user.is_active
+        or claims.extra.get("pwh") != password_fingerprint(user.hashed_password)
+    ):
+        raise InvalidResetToken()
+    if new_password.strip().lower() == user.email:
+        raise PasswordIsEmail()
+    user.hashed_password = await auth.hasher.hash(new_password)
+    user.updated_at = utcnow()
+    session.add(user)
+    await revoke_all_sessions(session, user_id=user.id)

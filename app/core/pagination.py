@@ -1,0 +1,190 @@
+"""Keyset (cursor) pagination, the same shape for every list endpoint.
+
+A page is `{items, next_cursor, total?}`. The cursor is the sort key of the last row sent,
+signed with the service's secret: opaque to clients, and a tampered or foreign cursor is a
+422 problem rather than a wrong page. Pages are read with a `WHERE (sort key) > (cursor)`
+predicate on an index, never an OFFSET, so page 1,000 costs what page 1 does.
+"""
+
+import base64
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from itsdangerous import BadSignature, URLSafeSerializer
+from pydantic import BaseModel, Field
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.errors import UnprocessableEntity
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+CURSOR_MAX_LENGTH = 1024
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list, and the cursor for the next one (null on the last page)."""
+
+    items: list[T]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` to get the next page; null on the last page."
+    )
+    total: int | None = Field(
+        default=None, description="Rows matching the filters, when `include_total=true`."
+    )
+
+
+class InvalidCursor(UnprocessableEntity):
+    code = "invalid_cursor"
+    detail = "The cursor is not valid for this list; start again without one."
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    limit: int
+    cursor: str | None
+    include_total: bool
+
+
+def page_params(
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page (at most 200).")
+    ] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=CURSOR_MAX_LENGTH, description="`next_cursor` of the previous page."),
+    ] = None,
+    include_total: Annotated[
+        bool, Query(description="Also count every matching row (costs a count query).")
+    ] = False,
+) -> PageParams:
+    """The paging query parameters every list endpoint takes."""
+    return PageParams(limit=limit, cursor=cursor, include_total=include_total)
+
+
+PageParamsDep = Annotated[PageParams, Depends(page_params)]
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"t": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"u": value.hex}
+    if isinstance(value, bytes):
+        return {"b": base64.b64encode(value).decode()}
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        ((tag, raw),) = value.items()
+        if tag == "t":
+            return datetime.fromisoformat(raw)
+        if tag == "u":
+            return uuid.UUID(hex=raw)
+        if tag == "b":
+            return base64.b64decode(raw)
+    return value
+
+
+class CursorCodec:
+    """Signs and checks cursors; `scope` ties a cursor to one list and one sort order."""
+
+    def __init__(self, secret: str) -> None:
+        self.serializer = URLSafeSerializer(secret, salt="pagination-cursor")
+
+    def encode(self, scope: str, values: Sequence[Any]) -> str:
+        return str(self.serializer.dumps({"s": scope, "v": [_to_json(v) for v in values]}))
+
+    def decode(self, cursor: str, scope: str, size: int) -> list[Any]:
+        try:
+            payload = self.serializer.loads(cursor)
+            if not isinstance(payload, dict) or payload.get("s") != scope:
+                raise InvalidCursor()
+            values = [_from_json(v) for v in payload["v"]]
+        except (BadSignature, KeyError, TypeError, ValueError) as exc:
+            raise InvalidCursor() from exc
+        if len(values) != size:
+            raise InvalidCursor()
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """One column of a keyset: its direction, and whether it can hold NULL (sorted last)."""
+
+    column: Any
+    descending: bool = False
+    nullable: bool = False
+
+    def order_by(self) -> list[Any]:
+        ordered = self.column.desc() if self.descending else self.column.asc()
+        if self.nullable:
+            # Portable "NULLS LAST": sort on IS NULL first (false < true), then the value.
+            return [self.column.is_(None).asc(), ordered]
+        return [ordered]
+
+
+def order_by(keys: Sequence[SortKey]) -> list[Any]:
+    """ORDER BY clauses for the keyset, in order."""
+    clauses: list[Any] = []
+    for key in keys:
+        clauses.extend(key.order_by())
+    return clauses
+
+
+def after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+    """The predicate selecting rows strictly after `values` in the keyset order."""
+    if not keys:
+        return false()
+    key, value, rest = keys[0], values[0], after(keys[1:], values[1:])
+    column = key.column
+    if key.nullable and value is None:
+        # Among the NULLs (which sort last), only the remaining keys decide.
+        return and_(column.is_(None), rest)
+    beyond = column < value if key.descending else column > value
+    same = and_(column == value, rest) if len(keys) > 1 else false()
+    if key.nullable:
+        return or_(beyond, column.is_(None), same)
+    return or_(beyond, same) if len(keys) > 1 else beyond
+
+
+async def paginate(
+    session: AsyncSession,
+    statement: Select[Any],
+    *,
+    keys: Sequence[SortKey],
+    page: PageParams,
+    codec: CursorCodec,
+    scope: str,
+    key_of: Callable[[Any], Sequence[Any]],
+) -> tuple[list[Any], str | None, int | None]:
+    """Run `statement` (already filtered) for one page: (rows, next cursor, total or None).
+
+    `key_of(row)` gives the row's values for `keys`; `scope` names the list and its order, so a
+    cursor from one list or sort cannot be replayed against another.
+    """
+    paged = statement
+    if page.cursor:
+        paged = paged.where(after(keys, codec.decode(page.cursor, scope, len(keys))))
+    result = await session.execute(paged.order_by(*order_by(keys)).limit(page.limit + 1))
+    rows = list(result.scalars().all())
+    next_cursor = None
+    if len(rows) > page.limit:
+        rows = rows[: page.limit]
+        next_cursor = codec.encode(scope, key_of(rows[-1]))
+    total = None
+    if page.include_total:
+        counted = (
+            statement.order_by(None)
+            .with_only_columns(func.count())
+            .select_from(*statement.get_final_froms())
+        )
+        total = int((await session.execute(counted)).scalar_one())
+    return rows, next_cursor, total

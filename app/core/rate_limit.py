@@ -1,0 +1,159 @@
+"""Rate limits that every process sees: counters in the database, or in Redis if configured.
+
+The windowing logic is the `limits` library's fixed-window strategy; this module adds a
+storage for it backed by the service's own database (one upserted row per key and window),
+so a deployment of many processes on one PostgreSQL needs nothing else. Counters are written
+on their own connection and committed at once: a failed sign-in must count even though the
+request that observed it rolls back.
+"""
+
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+from sqlalchemy import Column, Float, Integer, String, case, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import Field, SQLModel
+
+from app.core.config import Settings
+
+KEY_MAX_LENGTH = 255
+
+
+class RateLimitCounter(SQLModel, table=True):
+    """One fixed-window counter: how many hits `key` took before `expires_at` (epoch seconds)."""
+
+    __tablename__ = "rate_limit_counter"
+
+    key: str = Field(sa_column=Column(String(KEY_MAX_LENGTH), primary_key=True))
+    count: int = Field(sa_column=Column(Integer, nullable=False))
+    expires_at: float = Field(sa_column=Column(Float, nullable=False, index=True))
+
+
+class DatabaseStorage(Storage):
+    """A `limits` storage on the service's database, for the fixed-window strategy."""
+
+    STORAGE_SCHEME = None
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__()
+        self.engine = engine
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return SQLAlchemyError
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        table = RateLimitCounter.__table__
+        expired = table.c.expires_at <= now
+        statement = (
+            self._insert(table)
+            .values(key=key[:KEY_MAX_LENGTH], count=amount, expires_at=now + expiry)
+            .on_conflict_do_update(
+                index_elements=[table.c.key],
+                set_={
+                    "count": case((expired, amount), else_=table.c.count + amount),
+                    "expires_at": case((expired, now + expiry), else_=table.c.expires_at),
+                },
+            )
+            .returning(table.c.count)
+        )
+        async with self.engine.begin() as connection:
+            result = await connection.execute(statement)
+            return int(result.scalar_one())
+
+    async def _row(self, key: str) -> tuple[int, float] | None:
+        table = RateLimitCounter.__table__
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                select(table.c.count, table.c.expires_at).where(table.c.key == key[:KEY_MAX_LENGTH])
+            )
+            row = result.first()
+        if row is None or row.expires_at <= time.time():
+            return None
+        return int(row.count), float(row.expires_at)
+
+    async def get(self, key: str) -> int:
+        row = await self._row(key)
+        return row[0] if row else 0
+
+    async def get_expiry(self, key: str) -> float:
+        row = await self._row(key)
+        return row[1] if row else time.time()
+
+    async def check(self) -> bool:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(select(1))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    async def reset(self) -> int | None:
+        """Drop expired counters (the table only ever holds live windows plus this garbage)."""
+        table = RateLimitCounter.__table__
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                delete(table).where(table.c.expires_at <= time.time())
+            )
+            return int(result.rowcount)
+
+    async def clear(self, key: str) -> None:
+        table = RateLimitCounter.__table__
+        async with self.engine.begin() as connection:
+            await connection.execute(delete(table).where(table.c.key == key[:KEY_MAX_LENGTH]))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    retry_after: int
+
+
+class RateLimiter:
+    """Fixed-window limits by (name, identifier); a no-op when limits are disabled."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self.enabled = settings.RATE_LIMIT_ENABLED
+        self.storage: Storage
+        if settings.RATE_LIMIT_STORAGE_URL:
+            url = settings.RATE_LIMIT_STORAGE_URL
+            if not url.startswith("async+"):
+                url = "async+" + url
+            self.storage = RedisStorage(url, implementation="redispy", key_prefix="tasks-api")
+        else:
+            self.storage = DatabaseStorage(engine)
+        self.strategy = FixedWindowRateLimiter(self.storage)
+
+    async def _retry_after(self, item: RateLimitItemPerSecond, key: str) -> int:
+        stats = await self.strategy.get_window_stats(item, key)
+        return max(1, int(stats.reset_time - time.time()) + 1)
+
+    async def hit(self, key: str, *, limit: int, window_seconds: int) -> Decision:
+        """Count one event; refused once more than `limit` happened in the window."""
+        if not self.enabled:
+            return Decision(True, 0)
+        item = RateLimitItemPerSecond(limit, window_seconds)
+        if await self.strategy.hit(item, key):
+            return Decision(True, 0)
+        return Decision(False, await self._retry_after(item, key))
+
+    async def check(self, key: str, *, limit: int, window_seconds: int) -> Decision:
+        """Whether `limit` events already happened in the window, without counting one."""
+        if not self.enabled:
+            return Decision(True, 0)
+        item = RateLimitItemPerSecond(limit, window_seconds)
+        if await self.strategy.test(item, key):
+            return Decision(True, 0)
+        return Decision(False, await self._retry_after(item, key))
+
+    async def clear(self, key: str, *, limit: int, window_seconds: int) -> None:
+        if self.enabled:
+            await self.strategy.clear(RateLimitItemPerSecond(limit, window_seconds), key)

@@ -1,0 +1,23 @@
+"""User errors, each with a stable code."""
+
+from app.core.errors import BadRequest, Conflict, NotFound
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    detail = "No such user."
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+    detail = "An account with this email already exists."
+
+
+class WrongPassword(BadRequest):
+    code = "wrong_password"
+    detail = "The current password is wrong."
+
+
+class LastAdmin(Conflict):
+    code = "last_admin"
+    detail = "The last active admin cannot be demoted, deactivated or deleted."

@@ -1,0 +1,159 @@
+"""The caller's own account, and account administration for admins."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.auth import service as auth_service
+from app.auth.dependencies import ActiveUser, AdminUser, AuthDep, CurrentPrincipal
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.pagination import Page, PageParamsDep
+from app.core.schemas import EMAIL_MAX_LENGTH
+from app.users import service
+from app.users.dependencies import AdministeredUser
+from app.users.schemas import PasswordChange, UserCreate, UserPublic, UserUpdate, UserUpdateMe
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+def _public(user: object) -> UserPublic:
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
+@router.get(
+    "/me", summary="My account", response_model=UserPublic, responses=problem_responses(401)
+)
+async def read_me(user: ActiveUser) -> UserPublic:
+    """The signed-in user's account."""
+    return _public(user)
+
+
+@router.patch(
+    "/me",
+    summary="Update my account",
+    response_model=UserPublic,
+    responses=problem_responses(401, 409),
+)
+async def update_me(data: UserUpdateMe, user: ActiveUser, session: SessionDep) -> UserPublic:
+    """Change the caller's name or email; only the fields sent change."""
+    changes = data.model_dump(exclude_unset=True)
+    return _public(await service.update_user(session, user, changes, hashed_password=None))
+
+
+@router.delete(
+    "/me",
+    summary="Delete my account",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 409),
+)
+async def delete_me(user: ActiveUser, session: SessionDep) -> None:
+    """Delete the caller's account and everything it owns, for good."""
+    await service.delete_user(session, user)
+
+
+@router.post(
+    "/me/password",
+    summary="Change my password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(400, 401),
+)
+async def change_password(
+    data: PasswordChange,
+    _user: ActiveUser,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    auth: AuthDep,
+) -> None:
+    """Replace the caller's password; every other session of the account is signed out."""
+    await auth_service.change_password(
+        session,
+        auth,
+        principal=principal,
+        current_password=data.current_password,
+        new_password=data.new_password,
+    )
+
+
+@router.get(
+    "",
+    summary="List users (admin)",
+    response_model=Page[UserPublic],
+    responses=problem_responses(401, 403),
+)
+async def list_users(
+    _admin: AdminUser,
+    session: SessionDep,
+    auth: AuthDep,
+    page: PageParamsDep,
+    email: Annotated[
+        str | None, Query(max_length=EMAIL_MAX_LENGTH, description="Part of the email.")
+    ] = None,
+    is_active: Annotated[bool | None, Query(description="Only (in)active accounts.")] = None,
+) -> Page[UserPublic]:
+    """Every account, in sign-up order, optionally filtered."""
+    return await service.list_users(
+        session, page=page, codec=auth.cursors, email=email, is_active=is_active
+    )
+
+
+@router.post(
+    "",
+    summary="Create a user (admin)",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses=problem_responses(401, 403, 409),
+)
+async def create_user(
+    data: UserCreate, _admin: AdminUser, session: SessionDep, auth: AuthDep
+) -> UserPublic:
+    """Create an account with any role."""
+    user = await service.create_user(
+        session,
+        email=data.email,
+        hashed_password=await auth.hasher.hash(data.password),
+        full_name=data.full_name,
+        role=data.role,
+        is_active=data.is_active,
+    )
+    return _public(user)
+
+
+@router.get(
+    "/{user_id}",
+    summary="Read a user (admin)",
+    response_model=UserPublic,
+    responses=problem_responses(401, 403, 404),
+)
+async def read_user(user: AdministeredUser) -> UserPublic:
+    """One account."""
+    return _public(user)
+
+
+@router.patch(
+    "/{user_id}",
+    summary="Update a user (admin)",
+    response_model=UserPublic,
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def update_user(
+    data: UserUpdate, user: AdministeredUser, session: SessionDep, auth: AuthDep
+) -> UserPublic:
+    """Change any field of an account; deactivating it or setting its password signs it out."""
+    changes = data.model_dump(exclude_unset=True, exclude={"password"})
+    hashed = await auth.hasher.hash(data.password) if data.password else None
+    updated = await service.update_user(session, user, changes, hashed_password=hashed)
+    if changes.get("is_active") is False or hashed is not None:
+        await auth_service.revoke_all_sessions(session, user_id=user.id)
+    return _public(updated)
+
+
+@router.delete(
+    "/{user_id}",
+    summary="Delete a user (admin)",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def delete_user(user: AdministeredUser, session: SessionDep) -> None:
+    """Delete an account and everything it owns."""
+    await service.delete_user(session, user)

@@ -1,0 +1,77 @@
+"""Request and response models for users: no client can set a server-owned field."""
+
+import uuid
+from datetime import datetime
+from typing import Self
+
+from pydantic import ConfigDict, model_validator
+from sqlmodel import Field, SQLModel
+
+from app.core.schemas import Email, Password
+from app.users.models import FULL_NAME_MAX_LENGTH, Role
+
+
+class UserBase(SQLModel):
+    email: Email
+    full_name: str | None = Field(
+        default=None, max_length=FULL_NAME_MAX_LENGTH, schema_extra={"examples": ["Ada Lovelace"]}
+    )
+
+
+class _PasswordNotEmail(SQLModel):
+    @model_validator(mode="after")
+    def _password_differs_from_email(self) -> Self:
+        password = getattr(self, "password", None) or getattr(self, "new_password", None)
+        email = getattr(self, "email", None)
+        if password and email and password.strip().lower() == email.lower():
+            raise ValueError("the password must not be the email address")
+        return self
+
+
+class UserRegister(UserBase, _PasswordNotEmail):
+    """Self-service sign-up: the role is always `user`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: Password
+
+
+class UserCreate(UserRegister):
+    """An admin creating an account may choose the role and whether it is active."""
+
+    role: Role = Role.USER
+    is_active: bool = True
+
+
+class UserUpdateMe(SQLModel):
+    """What a user may change about themselves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email | None = None
+    full_name: str | None = Field(default=None, max_length=FULL_NAME_MAX_LENGTH)
+
+
+class UserUpdate(UserUpdateMe):
+    """What an admin may change about any user."""
+
+    role: Role | None = None
+    is_active: bool | None = None
+    password: Password | None = None
+
+
+class PasswordChange(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=1024)
+    new_password: Password
+
+
+class UserPublic(UserBase):
+    """A user as the API shows it: never a hash."""
+
+    id: uuid.UUID
+    role: Role
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime

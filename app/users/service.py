@@ -1,0 +1,150 @@
+"""Queries and rules for users: plain functions, session first, keyword-only after."""
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.models import utcnow
+from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.users.exceptions import EmailTaken, LastAdmin, UserNotFound
+from app.users.models import Role, User
+from app.users.schemas import UserPublic
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    """The user with this id, or UserNotFound."""
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    """The user with this email (compared case-insensitively), if any."""
+    result = await session.exec(select(User).where(User.email == email.lower()))
+    return result.first()
+
+
+async def _flush_unique_email(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # Two sign-ups racing for one email: the unique constraint decides, the loser gets 409.
+        await session.rollback()
+        raise EmailTaken() from exc
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    hashed_password: str,
+    full_name: str | None = None,
+    role: Role = Role.USER,
+    is_active: bool = True,
+) -> User:
+    """Insert a user; EmailTaken when the email is in use."""
+    email = email.lower()
+    if await get_user_by_email(session, email) is not None:
+        raise EmailTaken()
+    user = User(
+        email=email,
+        hashed_password=hashed_password,
+        full_name=full_name,
+        role=role,
+        is_active=is_active,
+    )
+    session.add(user)
+    await _flush_unique_email(session)
+    # Imported here: the tasks area depends on users, not the other way round at import time.
+    from app.projects import service as project_service
+
+    await project_service.create_inbox(session, owner_id=user.id)
+    return user
+
+
+async def _active_admin_count(session: AsyncSession) -> int:
+    result = await session.exec(
+        select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.is_active)
+    )
+    return int(result.one())
+
+
+async def _guard_last_admin(session: AsyncSession, user: User, changes: Mapping[str, Any]) -> None:
+    if user.role != Role.ADMIN or not user.is_active:
+        return
+    demoted = changes.get("role", Role.ADMIN) != Role.ADMIN
+    deactivated = changes.get("is_active", True) is False
+    if (demoted or deactivated or changes.get("_delete")) and await _active_admin_count(
+        session
+    ) <= 1:
+        raise LastAdmin()
+
+
+async def update_user(
+    session: AsyncSession, user: User, changes: Mapping[str, Any], *, hashed_password: str | None
+) -> User:
+    """Apply the given field changes (already validated); EmailTaken on a taken email."""
+    await _guard_last_admin(session, user, changes)
+    email = changes.get("email")
+    if email is not None and email != user.email:
+        other = await get_user_by_email(session, email)
+        if other is not None and other.id != user.id:
+            raise EmailTaken()
+    for field, value in changes.items():
+        if field in {"email", "full_name", "role", "is_active"}:
+            if field in {"email", "role", "is_active"} and value is None:
+                continue  # these columns cannot be cleared
+            setattr(user, field, value)
+    if hashed_password is not None:
+        user.hashed_password = hashed_password
+    user.updated_at = utcnow()
+    session.add(user)
+    await _flush_unique_email(session)
+    return user
+
+
+async def delete_user(session: AsyncSession, user: User) -> None:
+    """Delete the account; the database cascades to everything it owns."""
+    await _guard_last_admin(session, user, {"_delete": True})
+    await session.delete(user)
+    await session.flush()
+
+
+USER_KEYS = [SortKey(col(User.created_at)), SortKey(col(User.id))]
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    page: PageParams,
+    codec: CursorCodec,
+    email: str | None = None,
+    is_active: bool | None = None,
+) -> Page[UserPublic]:
+    """Users in sign-up order, filtered by an email fragment and/or the active flag."""
+    statement = select(User)
+    if email:
+        escaped = email.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        statement = statement.where(col(User.email).like(f"%{escaped}%", escape="\\"))
+    if is_active is not None:
+        statement = statement.where(col(User.is_active).is_(is_active))
+    rows, next_cursor, total = await paginate(
+        session,
+        statement,
+        keys=USER_KEYS,
+        page=page,
+        codec=codec,
+        scope="users",
+        key_of=lambda user: [user.created_at, user.id],
+    )
+    return Page[UserPublic](
+        items=[UserPublic.model_validate(row, from_attributes=True) for row in rows],
+        next_cursor=next_cursor,
+        total=total,
+    )
