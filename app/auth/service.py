@@ -206,7 +206,7 @@ async def refresh(session: AsyncSession, auth: AuthComponents, *, refresh_token:
         raise InvalidRefreshToken() from exc
     now = utcnow()
     new_jti = uuid.uuid4().hex
-    swapped = await session.execute(
+    swapped = await session.exec(
         update(AuthSession)
         .where(
             col(AuthSession.id) == session_id,
@@ -257,7 +257,7 @@ async def authenticate(session: AsyncSession, auth: AuthComponents, token: str) 
     except (InvalidToken, InvalidUUID) as exc:
         raise InvalidTokenError() from exc
     now = utcnow()
-    result = await session.execute(
+    result = await session.exec(
         select(User, AuthSession.last_used_at)
         .join(AuthSession, col(AuthSession.user_id) == col(User.id))
         .where(
@@ -272,7 +272,7 @@ async def authenticate(session: AsyncSession, auth: AuthComponents, token: str) 
         raise InvalidTokenError()
     user, last_used_at = row
     if now - last_used_at > LAST_USED_GRANULARITY:
-        await session.execute(
+        await session.exec(
             update(AuthSession)
             .where(col(AuthSession.id) == session_id)
             .values(last_used_at=now)
@@ -285,7 +285,7 @@ async def revoke_session(
     session: AsyncSession, *, user_id: uuid.UUID, session_id: uuid.UUID
 ) -> None:
     """End one of the user's sessions; SessionNotFound if it is not theirs or already ended."""
-    result = await session.execute(
+    result = await session.exec(
         update(AuthSession)
         .where(
             col(AuthSession.id) == session_id,
@@ -312,7 +312,7 @@ async def revoke_all_sessions(
     )
     if except_session_id is not None:
         statement = statement.where(col(AuthSession.id) != except_session_id)
-    await session.execute(statement)
+    await session.exec(statement)
 
 
 SESSION_KEYS = [SortKey(col(AuthSession.created_at), descending=True), SortKey(col(AuthSession.id))]

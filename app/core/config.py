@@ -32,6 +32,8 @@ class Settings(BaseSettings):
         case_sensitive=True,
         extra="ignore",
         frozen=True,
+        # `FIRST_ADMIN_EMAIL=` in a .env file means "not set", as in .env.example.
+        env_ignore_empty=True,
     )
 
     ENVIRONMENT: Environment = "development"

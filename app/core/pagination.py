@@ -173,8 +173,8 @@ async def paginate(
     paged = statement
     if page.cursor:
         paged = paged.where(after(keys, codec.decode(page.cursor, scope, len(keys))))
-    result = await session.execute(paged.order_by(*order_by(keys)).limit(page.limit + 1))
-    rows = list(result.scalars().all())
+    result = await session.exec(paged.order_by(*order_by(keys)).limit(page.limit + 1))
+    rows = list(result.all())
     next_cursor = None
     if len(rows) > page.limit:
         rows = rows[: page.limit]

@@ -1,0 +1,109 @@
+"""`tasks-api`: serve the API, apply migrations, create an admin."""
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from app.core.config import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings() -> "Settings":
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        # Name every wrong setting, then stop: better than a traceback at the first request.
+        lines = [
+            f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        ]
+        sys.exit("invalid configuration:\n" + "\n".join(lines))
+
+
+def migrate() -> None:
+    """Bring the database schema to the newest revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["settings"] = _settings()
+    command.upgrade(config, "head")
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = _settings()
+    if not args.no_migrate:
+        migrate()
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.LOG_LEVEL.lower(),
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
+
+
+def create_admin(args: argparse.Namespace) -> None:
+    from app.bootstrap import create_admin as create
+    from app.core.db import Database
+    from app.core.security import PasswordHasher
+
+    settings = _settings()
+    password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password for the admin: ")
+    if not 8 <= len(password) <= 128:
+        sys.exit("the password must be 8 to 128 characters long")
+
+    async def run() -> bool:
+        database = Database(settings)
+        try:
+            return await create(
+                database, PasswordHasher(settings), email=args.email.lower(), password=password
+            )
+        finally:
+            await database.dispose()
+
+    created = asyncio.run(run())
+    print("admin created" if created else "an account with this email exists; left unchanged")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tasks-api", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="apply migrations, then serve the API")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--workers", type=int, default=1)
+    serve_parser.add_argument("--no-migrate", action="store_true", help="skip `migrate`")
+    serve_parser.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies whose X-Forwarded-For is trusted for the client address",
+    )
+    commands.add_parser("migrate", help="apply database migrations")
+    admin_parser = commands.add_parser(
+        "create-admin", help="create an admin (password from ADMIN_PASSWORD or a prompt)"
+    )
+    admin_parser.add_argument("--email", required=True)
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args)
+    elif args.command == "migrate":
+        migrate()
+    else:
+        create_admin(args)
+
+
+if __name__ == "__main__":
+    main()
