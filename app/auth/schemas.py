@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import ConfigDict
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import Email, Password
+from app.core.schemas import Email, InputModel, Password
 
 TOKEN_MAX_LENGTH = 4096
 
@@ -15,7 +15,7 @@ TOKEN_MAX_LENGTH = 4096
 class TokenPair(SQLModel):
     """What a successful sign-in or refresh returns."""
 
-    model_config = ConfigDict(
+    model_config = ConfigDict(  # type: ignore[assignment]
         json_schema_extra={
             "example": {
                 "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
@@ -32,21 +32,15 @@ class TokenPair(SQLModel):
     refresh_token: str
 
 
-class RefreshRequest(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RefreshRequest(InputModel):
     refresh_token: str = Field(min_length=1, max_length=TOKEN_MAX_LENGTH)
 
 
-class PasswordRecoveryRequest(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PasswordRecoveryRequest(InputModel):
     email: Email
 
 
-class PasswordResetRequest(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PasswordResetRequest(InputModel):
     token: str = Field(min_length=1, max_length=TOKEN_MAX_LENGTH)
     new_password: Password
 

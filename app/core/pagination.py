@@ -16,8 +16,10 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Query
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_
+from sqlalchemy import ColumnElement, and_, false, func, or_
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.errors import UnprocessableEntity
 
@@ -157,7 +159,7 @@ def after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]
 
 async def paginate(
     session: AsyncSession,
-    statement: Select[Any],
+    statement: SelectOfScalar[Any],
     *,
     keys: Sequence[SortKey],
     page: PageParams,
@@ -181,10 +183,6 @@ async def paginate(
         next_cursor = codec.encode(scope, key_of(rows[-1]))
     total = None
     if page.include_total:
-        counted = (
-            statement.order_by(None)
-            .with_only_columns(func.count())
-            .select_from(*statement.get_final_froms())
-        )
-        total = int((await session.execute(counted)).scalar_one())
+        counted = select(func.count()).select_from(statement.order_by(None).subquery())
+        total = int((await session.exec(counted)).one())
     return rows, next_cursor, total

@@ -2,7 +2,8 @@
 
 from typing import Annotated
 
-from pydantic import AfterValidator, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, EmailStr, Field, StringConstraints
+from sqlmodel import SQLModel
 
 EMAIL_MAX_LENGTH = 254
 PASSWORD_MIN_LENGTH = 8
@@ -30,3 +31,10 @@ Password = Annotated[
         examples=["correct horse battery staple"],
     ),
 ]
+
+
+class InputModel(SQLModel):
+    """Base of request bodies: an unknown field is a 422, never silently dropped or applied."""
+
+    # SQLModel types model_config as its own TypedDict; this is the pydantic key it extends.
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]

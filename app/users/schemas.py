@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Self
 
-from pydantic import ConfigDict, model_validator
+from pydantic import model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import Email, Password
+from app.core.schemas import Email, InputModel, Password
 from app.users.models import FULL_NAME_MAX_LENGTH, Role
 
 
@@ -28,10 +28,8 @@ class _PasswordNotEmail(SQLModel):
         return self
 
 
-class UserRegister(UserBase, _PasswordNotEmail):
+class UserRegister(UserBase, _PasswordNotEmail, InputModel):
     """Self-service sign-up: the role is always `user`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     password: Password
 
@@ -43,10 +41,8 @@ class UserCreate(UserRegister):
     is_active: bool = True
 
 
-class UserUpdateMe(SQLModel):
+class UserUpdateMe(InputModel):
     """What a user may change about themselves."""
-
-    model_config = ConfigDict(extra="forbid")
 
     email: Email | None = None
     full_name: str | None = Field(default=None, max_length=FULL_NAME_MAX_LENGTH)
@@ -60,9 +56,7 @@ class UserUpdate(UserUpdateMe):
     password: Password | None = None
 
 
-class PasswordChange(SQLModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PasswordChange(InputModel):
     current_password: str = Field(max_length=1024)
     new_password: Password
 
