@@ -12,6 +12,7 @@ from app.auth.service import AuthComponents
 from app.bootstrap import ensure_first_admin
 from app.core.config import Settings, get_settings
 from app.core.db import Database
+from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.mail import create_mailer
@@ -62,10 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         version="1.0.0",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # served by install_docs, from local files
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
-        swagger_ui_parameters={"persistAuthorization": True},
         generate_unique_id_function=lambda route: (
             f"{route.tags[0]}-{route.name}" if route.tags else route.name
         ),
@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_openapi(app)
+    if docs:
+        install_docs(app, title=settings.PROJECT_NAME)
 
     # Added innermost first: the request id wraps everything so every log line and
     # error carries it, and CORS headers reach error responses too.

@@ -93,7 +93,7 @@ def alembic_config(settings: Settings) -> Config:
     return config
 
 
-def test_settings(database_url: str, **overrides: Any) -> Settings:
+def settings_for(database_url: str, **overrides: Any) -> Settings:
     return Settings(**{**BASE_SETTINGS, "DATABASE_URL": database_url, **overrides})  # type: ignore[arg-type]
 
 
@@ -101,7 +101,7 @@ def test_settings(database_url: str, **overrides: Any) -> Settings:
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The run's database, migrated to head once."""
     url, drop = new_database_url(tmp_path_factory.mktemp("db"))
-    command.upgrade(alembic_config(test_settings(url)), "head")
+    command.upgrade(alembic_config(settings_for(url)), "head")
     yield url
     drop()
 
@@ -126,7 +126,7 @@ def empty_all_tables(engine: Engine) -> None:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return test_settings(database_url)
+    return settings_for(database_url)
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def make_app(
     apps: list[FastAPI] = []
 
     def factory(**overrides: Any) -> FastAPI:
-        application = create_app(test_settings(database_url, **overrides))
+        application = create_app(settings_for(database_url, **overrides))
         apps.append(application)
         return application
 

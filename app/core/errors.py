@@ -231,7 +231,10 @@ async def _validation_error_handler(_request: Request, exc: Exception) -> JSONRe
 async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     # The traceback goes to the log, never to the client.
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(500, "internal_error", "An unexpected error occurred.")
+    # This handler runs outermost, after the request-id middleware has gone: add it back.
+    request_id = correlation_id.get()
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return problem_response(500, "internal_error", "An unexpected error occurred.", headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

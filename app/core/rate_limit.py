@@ -7,6 +7,7 @@ on their own connection and committed at once: a failed sign-in must count even 
 request that observed it rolls back.
 """
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -37,6 +38,18 @@ rate_limit_counter = Table(
 )
 
 
+def _db_key(key: str) -> str:
+    """The key as stored: a long key keeps a readable head and ends in a digest of the whole.
+
+    Cutting it short instead would make two long keys (two long emails, or one identifier
+    under two limits, which differ only at the end) share one counter.
+    """
+    if len(key) <= KEY_MAX_LENGTH:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: KEY_MAX_LENGTH - len(digest) - 1]}#{digest}"
+
+
 class DatabaseStorage(Storage):
     """A `limits` storage on the service's database, for the fixed-window strategy."""
 
@@ -57,7 +70,7 @@ class DatabaseStorage(Storage):
         expired = table.c.expires_at <= now
         statement = (
             self._insert(table)
-            .values(key=key[:KEY_MAX_LENGTH], count=amount, expires_at=now + expiry)
+            .values(key=_db_key(key), count=amount, expires_at=now + expiry)
             .on_conflict_do_update(
                 index_elements=[table.c.key],
                 set_={
@@ -76,7 +89,7 @@ class DatabaseStorage(Storage):
         table = rate_limit_counter
         async with self.engine.connect() as connection:
             result = await connection.execute(
-                select(table.c.count, table.c.expires_at).where(table.c.key == key[:KEY_MAX_LENGTH])
+                select(table.c.count, table.c.expires_at).where(table.c.key == _db_key(key))
             )
             row = result.first()
         if row is None or row[1] <= time.time():
@@ -111,7 +124,7 @@ class DatabaseStorage(Storage):
     async def clear(self, key: str) -> None:
         table = rate_limit_counter
         async with self.engine.begin() as connection:
-            await connection.execute(delete(table).where(table.c.key == key[:KEY_MAX_LENGTH]))
+            await connection.execute(delete(table).where(table.c.key == _db_key(key)))
 
 
 @dataclass(frozen=True, slots=True)

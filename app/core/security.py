@@ -17,7 +17,8 @@ from enum import StrEnum
 from typing import Any
 
 import anyio
-from jose import JWTError, jwt
+from jose import jwt
+from jose.exceptions import JOSEError
 from passlib.context import CryptContext
 
 from app.core.config import Settings
@@ -61,21 +62,30 @@ class PasswordHasher:
             argon2__parallelism=settings.ARGON2_PARALLELISM,
         )
         self.limiter = anyio.CapacityLimiter(settings.PASSWORD_HASH_CONCURRENCY)
-        # Verified against when the account does not exist, so an unknown email costs
-        # exactly as much as a wrong password.
-        self.dummy_hash = self.context.hash("dummy-password-for-timing-equality")
+        self._dummy_hash: str | None = None
+
+    @property
+    def dummy_hash(self) -> str:
+        """Verified against when the account does not exist, so an unknown email costs
+        exactly as much as a wrong password. Made on first use, in the worker thread that
+        needs it: hashing never runs on the event loop, not even at start-up."""
+        if self._dummy_hash is None:
+            self._dummy_hash = str(self.context.hash("dummy-password-for-timing-equality"))
+        return self._dummy_hash
 
     def hash_sync(self, password: str) -> str:
         return str(self.context.hash(password))
 
     def verify_and_update_sync(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
         """(matches, new hash if the stored one uses outdated parameters or scheme)."""
-        if hashed is None:
-            self.context.verify(password, self.dummy_hash)
-            return False, None
         try:
+            if hashed is None:
+                self.context.verify(password, self.dummy_hash)
+                return False, None
             ok, new_hash = self.context.verify_and_update(password, hashed)
         except (ValueError, TypeError):
+            # An unknown or corrupt stored hash, or a password passlib refuses (over 4 KiB):
+            # a mismatch, and the same answer whether or not the account exists.
             return False, None
         return bool(ok), new_hash
 
@@ -161,7 +171,7 @@ class TokenCodec:
                 issuer=self.issuer,
                 options={"require_exp": True, "require_iat": True, "require_sub": True},
             )
-        except (JWTError, ValueError, TypeError, KeyError) as exc:
+        except (JOSEError, ValueError, TypeError, KeyError) as exc:
             raise InvalidToken(str(exc)) from exc
         if payload.get("typ") != token_type.value or not isinstance(payload.get("jti"), str):
             raise InvalidToken("wrong token type")
@@ -169,12 +179,17 @@ class TokenCodec:
         if sid is not None and not isinstance(sid, str):
             raise InvalidToken("malformed session id")
         known = {"iss", "aud", "sub", "typ", "jti", "iat", "exp", "sid"}
+        try:
+            issued_at = datetime.fromtimestamp(int(payload["iat"]), UTC)
+            expires_at = datetime.fromtimestamp(int(payload["exp"]), UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InvalidToken("timestamp out of range") from exc
         return TokenClaims(
             subject=str(payload["sub"]),
             token_type=token_type,
             jti=payload["jti"],
             session_id=sid,
-            issued_at=datetime.fromtimestamp(int(payload["iat"]), UTC),
-            expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
+            issued_at=issued_at,
+            expires_at=expires_at,
             extra={k: v for k, v in payload.items() if k not in known},
         )

@@ -1,0 +1,83 @@
+"""Conditional requests (ETag, If-Match, If-None-Match) and the wire format of instants.
+
+Tasks, projects and labels share one ETag format, `"v<version>"` (strong, quoted), built from
+the row's `version`, which grows by one on every change. The helpers here are the only place
+that format is written or parsed.
+"""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Header
+from pydantic import PlainSerializer
+
+from app.core.errors import PreconditionFailed
+
+# Responses show instants as ISO 8601 with an explicit offset ("+00:00"), not the "Z" suffix.
+Instant = Annotated[
+    datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")
+]
+
+IfMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=1024,
+        description='Apply only if the ETag still matches (e.g. `"v3"`); 412 otherwise.',
+    ),
+]
+IfNoneMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        max_length=1024,
+        description="Answer 304 with no body when this ETag is still current.",
+    ),
+]
+
+
+class VersionMismatch(PreconditionFailed):
+    code = "version_mismatch"
+    detail = "The resource has changed since you read it; read it again and retry."
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(
+            extra={"current_version": current_version, "current_etag": etag_for(current_version)}
+        )
+
+
+def etag_for(version: int) -> str:
+    """The strong ETag of a row at `version`."""
+    return f'"v{version}"'
+
+
+def _tags(header: str) -> list[str]:
+    return [part.strip() for part in header.split(",") if part.strip()]
+
+
+def if_match_passes(header: str | None, version: int) -> bool:
+    """Whether an `If-Match` header allows a write to the row at `version` (absent: it does).
+
+    If-Match uses strong comparison (RFC 9110 13.1.1), so a weak `W/` tag never matches.
+    """
+    if header is None:
+        return True
+    current = etag_for(version)
+    return any(tag == "*" or tag == current for tag in _tags(header))
+
+
+def check_if_match(header: str | None, version: int) -> None:
+    """Raise VersionMismatch (412, with the current version) unless `If-Match` allows the write."""
+    if not if_match_passes(header, version):
+        raise VersionMismatch(version)
+
+
+def if_none_match_matches(header: str | None, version: int) -> bool:
+    """Whether a GET's `If-None-Match` names the current representation (answer 304).
+
+    If-None-Match uses weak comparison (RFC 9110 13.1.2): `W/"v3"` matches `"v3"`.
+    """
+    if header is None:
+        return False
+    current = etag_for(version)
+    return any(tag == "*" or tag.removeprefix("W/") == current for tag in _tags(header))

@@ -1,0 +1,186 @@
+"""The database layer: one transaction per request, UTC everywhere, tuned connections."""
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.types import Message, Receive, Scope, Send
+
+from app.core.db import DatabaseDep, SessionDep, get_session
+from app.core.errors import Conflict
+from app.core.models import NAMING_CONVENTION, UTCDateTime
+from app.users.models import User
+
+
+def _user(email: str) -> User:
+    return User(email=email, hashed_password="x")
+
+
+def add_write_routes(app: FastAPI) -> None:
+    @app.post("/probe/ok")
+    async def write_ok(session: SessionDep) -> dict[str, str]:
+        session.add(_user("ok@example.com"))
+        return {"status": "written"}
+
+    @app.post("/probe/domain-error")
+    async def write_then_domain_error(session: SessionDep) -> None:
+        session.add(_user("domain@example.com"))
+        await session.flush()
+        raise Conflict("changed my mind")
+
+    @app.post("/probe/crash")
+    async def write_then_crash(session: SessionDep) -> None:
+        session.add(_user("crash@example.com"))
+        await session.flush()
+        raise RuntimeError("boom")
+
+    @app.post("/probe/commit-fails")
+    async def commit_fails(session: SessionDep) -> dict[str, str]:
+        # Two rows with one email: the unique constraint fires at commit, after the handler
+        # returned. The client must see the failure, not a 200.
+        session.add(_user("twice@example.com"))
+        session.add(_user("twice@example.com"))
+        return {"status": "should not be seen"}
+
+
+def emails(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return {row[0] for row in connection.execute(text('SELECT email FROM "user"'))}
+
+
+@pytest.fixture
+def write_client(app: FastAPI) -> TestClient:
+    add_write_routes(app)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_success_commits(write_client: TestClient, housekeeping_engine: Engine) -> None:
+    with write_client:
+        assert write_client.post("/probe/ok").status_code == 200
+    assert emails(housekeeping_engine) == {"ok@example.com"}
+
+
+def test_domain_error_rolls_back(write_client: TestClient, housekeeping_engine: Engine) -> None:
+    with write_client:
+        assert write_client.post("/probe/domain-error").status_code == 409
+    assert emails(housekeeping_engine) == set()
+
+
+def test_crash_rolls_back(write_client: TestClient, housekeeping_engine: Engine) -> None:
+    with write_client:
+        response = write_client.post("/probe/crash")
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert emails(housekeeping_engine) == set()
+
+
+def test_commit_failure_is_not_reported_as_success(
+    write_client: TestClient, housekeeping_engine: Engine
+) -> None:
+    with write_client:
+        response = write_client.post("/probe/commit-fails")
+    assert response.status_code == 500
+    assert "should not be seen" not in response.text
+    assert emails(housekeeping_engine) == set()
+
+
+def test_commit_happens_before_the_response_starts(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app()
+    add_write_routes(app)
+    events: list[str] = []
+
+    class RecordResponseStart:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            async def recording_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    events.append("response-start")
+                await send(message)
+
+            await self.inner(scope, receive, recording_send)
+
+    async def spying_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
+        # The override pattern: same session dependency, with commit() recorded.
+        async for session in get_session(database):
+            async def commit(real_commit: Any = session.commit) -> None:
+                await real_commit()
+                events.append("commit")
+
+            session.commit = commit  # type: ignore[method-assign]
+            yield session
+
+    app.dependency_overrides[get_session] = spying_session
+    app.add_middleware(RecordResponseStart)
+    with TestClient(app) as client:
+        assert client.post("/probe/ok").status_code == 200
+    assert events == ["commit", "response-start"]
+
+
+@pytest.mark.anyio
+async def test_datetimes_are_utc_aware_in_and_out(db_session: AsyncSession) -> None:
+    moment = datetime(2030, 5, 17, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    user = User(email="tz@example.com", hashed_password="x", created_at=moment)
+    db_session.add(user)
+    await db_session.commit()
+    db_session.expunge_all()
+    loaded = (await db_session.exec(select(User).where(User.email == "tz@example.com"))).one()
+    assert loaded.created_at.tzinfo is not None
+    assert loaded.created_at.utcoffset() == timedelta(0)
+    assert loaded.created_at == moment
+    assert loaded.created_at.hour == 7
+
+
+def test_naive_datetimes_are_refused() -> None:
+    column = UTCDateTime()
+    with pytest.raises(ValueError, match="naive"):
+        column.process_bind_param(datetime(2030, 1, 1), dialect=None)  # type: ignore[arg-type]
+    assert column.process_bind_param(None, dialect=None) is None  # type: ignore[arg-type]
+
+
+def test_sqlite_connections_are_tuned(settings: Any, housekeeping_engine: Engine) -> None:
+    if not settings.DATABASE_URL.startswith("sqlite"):
+        # PostgreSQL needs no per-connection pragmas; check its pool instead.
+        from app.core.db import create_engine
+
+        engine = create_engine(settings)
+        assert engine.pool.size() == settings.DB_POOL_SIZE  # type: ignore[attr-defined]
+        assert engine.pool._pre_ping  # type: ignore[attr-defined]
+        return
+    import anyio
+
+    from app.core.db import Database
+
+    async def pragmas() -> tuple[Any, ...]:
+        database = Database(settings)
+        async with database.engine.connect() as connection:
+            values = []
+            for name in ("journal_mode", "foreign_keys", "busy_timeout"):
+                values.append((await connection.execute(text(f"PRAGMA {name}"))).scalar())
+        await database.dispose()
+        return tuple(values)
+
+    assert anyio.run(pragmas) == ("wal", 1, 5000)
+
+
+def test_constraint_names_follow_the_convention(housekeeping_engine: Engine) -> None:
+    from sqlalchemy import inspect
+
+    inspector = inspect(housekeeping_engine)
+    assert inspector.get_pk_constraint("user")["name"] == "pk_user"
+    foreign_keys = inspector.get_foreign_keys("auth_session")
+    assert foreign_keys[0]["name"] == "fk_auth_session_user_id_user"
+    assert set(NAMING_CONVENTION) == {"ix", "uq", "ck", "fk", "pk"}
+
+
+def test_now_is_utc() -> None:
+    from app.core.models import utcnow
+
+    assert utcnow().tzinfo is UTC

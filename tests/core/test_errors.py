@@ -1,0 +1,156 @@
+"""One error format: every failure is an RFC 9457 problem document with a stable code."""
+
+import logging
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from app.core.errors import NotFound
+
+PROBLEM = "application/problem+json"
+
+
+class Item(BaseModel):
+    name: str
+    count: int
+
+
+def add_probe_routes(app: FastAPI) -> None:
+    @app.post("/probe/items")
+    async def create_item(item: Item) -> Item:
+        return item
+
+    @app.get("/probe/boom")
+    async def boom() -> None:
+        raise RuntimeError("SELECT secret FROM internals WHERE password = 'hunter2'")
+
+    @app.get("/probe/missing")
+    async def missing() -> None:
+        raise NotFound("No such widget.")
+
+
+@pytest.fixture
+def probe_client(app: FastAPI) -> TestClient:
+    add_probe_routes(app)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def assert_problem(response: object, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status  # type: ignore[attr-defined]
+    assert response.headers["content-type"] == PROBLEM  # type: ignore[attr-defined]
+    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
+    assert body["status"] == status
+    assert body["code"] == code
+    assert str(body["type"]).endswith(code)
+    assert body["title"]
+    assert body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]  # type: ignore[attr-defined]
+    return body
+
+
+def test_unknown_path_is_a_404_problem(probe_client: TestClient) -> None:
+    assert_problem(probe_client.get("/no/such/path"), 404, "not_found")
+
+
+def test_wrong_method_is_a_405_problem(probe_client: TestClient) -> None:
+    assert_problem(probe_client.delete("/health/live"), 405, "method_not_allowed")
+
+
+def test_malformed_json_is_a_422_problem_with_field_errors(probe_client: TestClient) -> None:
+    response = probe_client.post(
+        "/probe/items", content=b'{"name": "x", ', headers={"content-type": "application/json"}
+    )
+    body = assert_problem(response, 422, "validation_error")
+    errors = body["errors"]
+    assert isinstance(errors, list)
+    assert errors[0]["type"] == "json_invalid"
+    assert errors[0]["loc"][0] == "body"
+
+
+def test_invalid_fields_are_listed(probe_client: TestClient) -> None:
+    response = probe_client.post("/probe/items", json={"name": "x", "count": "many"})
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"] == [
+        {
+            "loc": ["body", "count"],
+            "msg": "Input should be a valid integer, unable to parse string as an integer",
+            "type": "int_parsing",
+        }
+    ]
+
+
+def test_domain_error_keeps_its_code_and_detail(probe_client: TestClient) -> None:
+    body = assert_problem(probe_client.get("/probe/missing"), 404, "not_found")
+    assert body["detail"] == "No such widget."
+
+
+def test_unexpected_error_is_a_500_without_internals_and_is_logged(
+    probe_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = probe_client.get("/probe/boom")
+    body = assert_problem(response, 500, "internal_error")
+    assert "SELECT" not in response.text
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+    assert body["detail"] == "An unexpected error occurred."
+    logged = [record for record in caplog.records if record.exc_info]
+    assert logged, "the traceback must be logged"
+    assert "hunter2" in str(logged[0].exc_info[1])  # type: ignore[index]
+
+
+def test_client_request_id_is_echoed(probe_client: TestClient) -> None:
+    request_id = "0123456789abcdef0123456789abcdef"
+    response = probe_client.get("/no/such/path", headers={"X-Request-ID": request_id})
+    assert response.headers["x-request-id"] == request_id
+    assert response.json()["request_id"] == request_id
+
+
+def test_garbage_request_id_is_replaced(probe_client: TestClient) -> None:
+    response = probe_client.get("/no/such/path", headers={"X-Request-ID": "<script>alert(1)"})
+    assert "<script>" not in response.headers["x-request-id"]
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+def test_oversized_declared_body_is_a_413_problem(make_app: object) -> None:
+    app = make_app(MAX_REQUEST_BODY_BYTES=2048)  # type: ignore[operator]
+    add_probe_routes(app)
+    client = TestClient(app)
+    response = client.post(
+        "/probe/items",
+        content=b'{"name": "' + b"x" * 4096 + b'", "count": 1}',
+        headers={"content-type": "application/json"},
+    )
+    assert_problem(response, 413, "payload_too_large")
+
+
+def test_oversized_streamed_body_is_a_413_problem(make_app: object) -> None:
+    app = make_app(MAX_REQUEST_BODY_BYTES=2048)  # type: ignore[operator]
+    add_probe_routes(app)
+    client = TestClient(app)
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(10):
+            yield b" " * 512
+
+    response = client.post(
+        "/probe/items", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload_too_large")
+
+
+def test_openapi_documents_errors_as_problems(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "Problem" in schema["components"]["schemas"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            assert "500" in responses, (method, path)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    content = response["content"]
+                    assert PROBLEM in content, (method, path, status)
+                    assert content[PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}

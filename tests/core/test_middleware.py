@@ -1,0 +1,75 @@
+"""Security headers on every response, CORS for the browser app's origin only."""
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+ORIGIN = "http://localhost:5173"
+
+
+def test_security_headers_on_api_responses(client: TestClient) -> None:
+    response = client.get("/health/live")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "strict-transport-security" not in response.headers  # only in production
+
+
+def test_security_headers_on_errors_too(client: TestClient) -> None:
+    response = client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_docs_page_is_not_blocked_by_the_api_csp(client: TestClient) -> None:
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert "content-security-policy" not in response.headers
+
+
+def test_hsts_in_production(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app(ENVIRONMENT="production")
+    with TestClient(app) as client:
+        assert "max-age" in client.get("/health/live").headers["strict-transport-security"]
+
+
+def test_cors_preflight_for_an_allowed_origin(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app(CORS_ORIGINS=ORIGIN)
+    with TestClient(app) as client:
+        response = client.options(
+            "/api/v1/users/me",
+            headers={
+                "Origin": ORIGIN,
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": "authorization, if-match, content-type",
+            },
+        )
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == ORIGIN
+        allowed = response.headers["access-control-allow-headers"].lower()
+        assert "if-match" in allowed
+        assert "authorization" in allowed
+        simple = client.get("/health/live", headers={"Origin": ORIGIN})
+        exposed = simple.headers["access-control-expose-headers"].lower()
+        assert "etag" in exposed
+        assert "location" in exposed
+
+
+def test_cors_refuses_other_origins(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app(CORS_ORIGINS=ORIGIN)
+    with TestClient(app) as client:
+        response = client.options(
+            "/api/v1/users/me",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert response.status_code == 400
+        assert "access-control-allow-origin" not in response.headers
+
+
+def test_docs_can_be_switched_off(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app(DOCS_ENABLED=False)
+    with TestClient(app) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/openapi.json").status_code == 404

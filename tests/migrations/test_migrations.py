@@ -1,0 +1,88 @@
+"""Migrations are the schema's only author: they round-trip, and match the models exactly."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect
+from sqlmodel import SQLModel
+
+from tests.conftest import alembic_config, new_database_url, settings_for, sync_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[str]:
+    url, drop = new_database_url(tmp_path)
+    yield url
+    drop()
+
+
+def tables(url: str) -> set[str]:
+    engine = create_engine(sync_url(url))
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
+    config = alembic_config(settings_for(empty_database))
+    expected = set(SQLModel.metadata.tables)
+
+    command.upgrade(config, "head")
+    assert tables(empty_database) == expected
+
+    command.downgrade(config, "base")
+    assert tables(empty_database) == set()
+
+    command.upgrade(config, "head")
+    assert tables(empty_database) == expected
+
+
+def test_each_revision_steps_down_and_up(empty_database: str) -> None:
+    config = alembic_config(settings_for(empty_database))
+    revisions = list(ScriptDirectory.from_config(config).walk_revisions())
+    command.upgrade(config, "head")
+    for _ in revisions:
+        command.downgrade(config, "-1")
+    assert tables(empty_database) == set()
+    for _ in revisions:
+        command.upgrade(config, "+1")
+    assert tables(empty_database) == set(SQLModel.metadata.tables)
+
+
+def test_models_and_migrations_do_not_drift(empty_database: str) -> None:
+    command.upgrade(alembic_config(settings_for(empty_database)), "head")
+    engine = create_engine(sync_url(empty_database))
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "compare_server_default": True}
+            )
+            differences = compare_metadata(context, SQLModel.metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
+
+
+def test_there_is_one_head_and_files_are_named_by_date() -> None:
+    config = alembic_config(settings_for("sqlite:///unused.db"))
+    script = ScriptDirectory.from_config(config)
+    assert len(script.get_heads()) == 1
+    for path in (ROOT / "migrations" / "versions").glob("*.py"):
+        assert path.name[:8].isdigit(), path.name
+
+
+def test_the_running_service_never_creates_tables() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "app").rglob("*.py")
+        if "create_all" in path.read_text()
+    ]
+    assert offenders == []
