@@ -78,9 +78,7 @@ def new_database_url(tmp_dir: Path) -> tuple[str, Callable[[], None]]:
     server = os.environ.get("TEST_DATABASE_URL")
     if server:
         name = f"tasks_test_{uuid.uuid4().hex[:12]}"
-        return create_postgres_database(server, name), lambda: drop_postgres_database(
-            server, name
-        )
+        return create_postgres_database(server, name), lambda: drop_postgres_database(server, name)
     path = tmp_dir / f"test-{uuid.uuid4().hex[:8]}.db"
     return f"sqlite:///{path}", lambda: None
 
@@ -131,9 +129,7 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def make_app(
-    database_url: str, housekeeping_engine: Engine
-) -> Iterator[Callable[..., FastAPI]]:
+def make_app(database_url: str, housekeeping_engine: Engine) -> Iterator[Callable[..., FastAPI]]:
     """Build an app on the test database with setting overrides; cleaned up after the test."""
     apps: list[FastAPI] = []
 
