@@ -54,21 +54,22 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def create_admin(args: argparse.Namespace) -> None:
+    from app.bootstrap import check_admin_credentials
     from app.bootstrap import create_admin as create
     from app.core.db import Database
     from app.core.security import PasswordHasher
 
     settings = _settings()
     password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password for the admin: ")
-    if not 8 <= len(password) <= 128:
-        sys.exit("the password must be 8 to 128 characters long")
+    try:
+        email = check_admin_credentials(args.email, password)
+    except ValueError as exc:
+        sys.exit(str(exc))
 
     async def run() -> bool:
         database = Database(settings)
         try:
-            return await create(
-                database, PasswordHasher(settings), email=args.email.lower(), password=password
-            )
+            return await create(database, PasswordHasher(settings), email=email, password=password)
         finally:
             await database.dispose()
 

@@ -1,27 +1,62 @@
 """Who is calling: small, composable dependencies, each overridable in tests.
 
 token ─▶ get_principal ─▶ get_current_user ─▶ get_current_active_user ─▶ require_admin
+                                                         └─▶ get_active_principal (session routes)
 """
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.auth import service
 from app.auth.exceptions import InvalidTokenError, NotAuthenticated
+from app.auth.schemas import TOKEN_MAX_LENGTH
 from app.auth.service import AuthComponents, ClientInfo, Principal
 from app.core.db import SessionDep
 from app.core.errors import Forbidden
+from app.core.schemas import EMAIL_MAX_LENGTH, PASSWORD_MAX_LENGTH
 from app.users.models import Role, User
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a URL, not a secret
 
 # auto_error=False: a missing token must be our 401 problem, not FastAPI's own error.
-oauth2_scheme = OAuth2PasswordBearer(
-    tokenUrl=TOKEN_URL, auto_error=False, refreshUrl="/api/v1/auth/refresh"
-)
+# No refreshUrl: OAuth2 clients would post a form with grant_type=refresh_token there, while
+# /auth/refresh takes a JSON body.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+class PasswordForm:
+    """The OAuth2 password form that Swagger's Authorize sends, with bounded fields.
+
+    FastAPI's OAuth2PasswordRequestForm takes strings of any length: a huge password would
+    reach the hasher (passlib raises past 4 KiB) and a huge username the database. Nothing
+    longer than the longest email or password an account can have can ever match, so it is
+    a 422. Other form fields Swagger may send (scope, client_id) are ignored.
+    """
+
+    def __init__(
+        self,
+        username: Annotated[
+            str, Form(min_length=1, max_length=EMAIL_MAX_LENGTH, description="Your email.")
+        ],
+        password: Annotated[
+            str,
+            Form(
+                min_length=1,
+                max_length=PASSWORD_MAX_LENGTH,
+                json_schema_extra={"format": "password"},
+            ),
+        ],
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.grant_type = grant_type
+
+
+PasswordFormDep = Annotated[PasswordForm, Depends()]
 
 
 def get_auth(request: Request) -> AuthComponents:
@@ -46,6 +81,8 @@ async def get_principal(session: SessionDep, auth: AuthDep, token: BearerToken) 
     """The user and sign-in session behind the bearer token; 401 if there is none."""
     if not token:
         raise NotAuthenticated()
+    if len(token) > TOKEN_MAX_LENGTH:
+        raise InvalidTokenError()
     return await service.authenticate(session, auth, token)
 
 
@@ -68,6 +105,14 @@ async def get_current_active_user(user: CurrentUser) -> User:
 
 
 ActiveUser = Annotated[User, Depends(get_current_active_user)]
+
+
+async def get_active_principal(principal: CurrentPrincipal, _user: ActiveUser) -> Principal:
+    """The caller's sign-in session, for routes that act on it; an inactive account is a 401."""
+    return principal
+
+
+ActivePrincipal = Annotated[Principal, Depends(get_active_principal)]
 
 
 async def require_admin(user: ActiveUser) -> User:

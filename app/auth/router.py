@@ -1,13 +1,11 @@
 """Sign-up, sign-in (OAuth2 password flow), refresh, sign-out, sessions, password recovery."""
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, BackgroundTasks, Response, status
 
 from app.auth import service
-from app.auth.dependencies import AuthDep, ClientDep, CurrentPrincipal
+from app.auth.dependencies import ActivePrincipal, AuthDep, ClientDep, PasswordFormDep
 from app.auth.schemas import (
     Accepted,
     PasswordRecoveryRequest,
@@ -49,7 +47,7 @@ async def register(
     responses=problem_responses(401, 429),
 )
 async def sign_in(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: PasswordFormDep,
     session: SessionDep,
     auth: AuthDep,
     client: ClientDep,
@@ -84,7 +82,7 @@ async def refresh(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401),
 )
-async def logout(principal: CurrentPrincipal, session: SessionDep) -> None:
+async def logout(principal: ActivePrincipal, session: SessionDep) -> None:
     """End the current session: its access and refresh tokens stop working at once."""
     await service.revoke_session(
         session, user_id=principal.user.id, session_id=principal.session_id
@@ -98,7 +96,7 @@ async def logout(principal: CurrentPrincipal, session: SessionDep) -> None:
     responses=problem_responses(401),
 )
 async def list_sessions(
-    principal: CurrentPrincipal, session: SessionDep, auth: AuthDep, page: PageParamsDep
+    principal: ActivePrincipal, session: SessionDep, auth: AuthDep, page: PageParamsDep
 ) -> Page[SessionPublic]:
     """The caller's open sign-in sessions, newest first."""
     return await service.list_sessions(session, auth, principal=principal, page=page)
@@ -111,7 +109,7 @@ async def list_sessions(
     responses=problem_responses(401, 404),
 )
 async def delete_session(
-    session_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
+    session_id: uuid.UUID, principal: ActivePrincipal, session: SessionDep
 ) -> None:
     """End one of the caller's sessions (for example a lost phone's)."""
     await service.revoke_session(session, user_id=principal.user.id, session_id=session_id)

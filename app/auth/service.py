@@ -4,6 +4,7 @@ Plain functions over the request's session and the process's `AuthComponents`; t
 only parse, call and return.
 """
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -96,6 +97,16 @@ async def _throttle_hit(limiter: RateLimiter, keys: list[tuple[str, int]], windo
             raise TooManyRequests(decision.retry_after)
 
 
+def _login_account_key(settings: Settings, email: str) -> tuple[str, int]:
+    return (f"login:account:{email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
+
+
+def ensure_password_not_email(password: str, email: str) -> None:
+    """PasswordIsEmail when the password is the account's email (ignoring case and spaces)."""
+    if password.strip().lower() == email.strip().lower():
+        raise PasswordIsEmail()
+
+
 async def register(
     session: AsyncSession, auth: AuthComponents, *, data: UserRegister, client: ClientInfo
 ) -> User:
@@ -150,9 +161,10 @@ async def sign_in(
     threshold the caller gets 429 until the window ends.
     """
     settings = auth.settings
-    email = email.strip().lower()
+    # Stored emails are NFC (the email validator's normal form) and lower-cased.
+    email = unicodedata.normalize("NFC", email.strip()).lower()
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
-    account_key = (f"login:account:{email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
+    account_key = _login_account_key(settings, email)
     ip_key = (f"login:ip:{client.ip}", settings.LOGIN_MAX_FAILURES_PER_IP)
     await _throttle_check(auth.limiter, [account_key, ip_key], window)
 
@@ -353,12 +365,23 @@ async def change_password(
     current_password: str,
     new_password: str,
 ) -> None:
-    """Replace the caller's password and sign out every other session."""
+    """Replace the caller's password and sign out every other session.
+
+    A wrong current password counts as a failed sign-in of the account: a stolen access
+    token must not become an unthrottled oracle for guessing the password.
+    """
     user = principal.user
+    settings = auth.settings
+    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+    account_key = _login_account_key(settings, user.email)
+    await _throttle_check(auth.limiter, [account_key], window)
     if not await auth.hasher.verify(current_password, user.hashed_password):
+        # Undo this request's writes first (authenticate may have touched last_used_at): on
+        # SQLite an open write transaction would lock out the limiter's own connection.
+        await session.rollback()
+        await auth.limiter.hit(account_key[0], limit=account_key[1], window_seconds=window)
         raise WrongPassword()
-    if new_password.strip().lower() == user.email:
-        raise PasswordIsEmail()
+    ensure_password_not_email(new_password, user.email)
     user.hashed_password = await auth.hasher.hash(new_password)
     user.updated_at = utcnow()
     session.add(user)
@@ -408,7 +431,11 @@ async def send_mail(mailer: Mailer, mail: Mail) -> None:
 async def reset_password(
     session: AsyncSession, auth: AuthComponents, *, token: str, new_password: str
 ) -> None:
-    """Set a new password from a reset token, then end every session of that user."""
+    """Set a new password from a reset token, then end every session of that user.
+
+    The token is bound to the password hash it was issued for; the hash is swapped with a
+    compare-and-set on that old hash, so two requests racing with one token cannot both win.
+    """
     try:
         claims = auth.tokens.decode(token, TokenType.RESET)
         user_id = _uuid(claims.subject)
@@ -421,9 +448,17 @@ async def reset_password(
         or claims.extra.get("pwh") != password_fingerprint(user.hashed_password)
     ):
         raise InvalidResetToken()
-    if new_password.strip().lower() == user.email:
-        raise PasswordIsEmail()
-    user.hashed_password = await auth.hasher.hash(new_password)
-    user.updated_at = utcnow()
-    session.add(user)
+    ensure_password_not_email(new_password, user.email)
+    old_hash = user.hashed_password
+    new_hash = await auth.hasher.hash(new_password)
+    now = utcnow()
+    swapped = await session.exec(
+        update(User)
+        .where(col(User.id) == user.id, col(User.hashed_password) == old_hash)
+        .values(hashed_password=new_hash, updated_at=now)
+        .returning(col(User.id))
+        .execution_options(synchronize_session=False)
+    )
+    if swapped.first() is None:
+        raise InvalidResetToken()
     await revoke_all_sessions(session, user_id=user.id)

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.auth import service as auth_service
-from app.auth.dependencies import ActiveUser, AdminUser, AuthDep, CurrentPrincipal
+from app.auth.dependencies import ActivePrincipal, ActiveUser, AdminUser, AuthDep
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParamsDep
@@ -56,12 +56,11 @@ async def delete_me(user: ActiveUser, session: SessionDep) -> None:
     "/me/password",
     summary="Change my password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(400, 401),
+    responses=problem_responses(400, 401, 429),
 )
 async def change_password(
     data: PasswordChange,
-    _user: ActiveUser,
-    principal: CurrentPrincipal,
+    principal: ActivePrincipal,
     session: SessionDep,
     auth: AuthDep,
 ) -> None:
@@ -141,6 +140,8 @@ async def update_user(
 ) -> UserPublic:
     """Change any field of an account; deactivating it or setting its password signs it out."""
     changes = data.model_dump(exclude_unset=True, exclude={"password"})
+    if data.password:
+        auth_service.ensure_password_not_email(data.password, changes.get("email") or user.email)
     hashed = await auth.hasher.hash(data.password) if data.password else None
     updated = await service.update_user(session, user, changes, hashed_password=hashed)
     if changes.get("is_active") is False or hashed is not None:
