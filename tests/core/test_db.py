@@ -110,6 +110,7 @@ def test_commit_happens_before_the_response_starts(make_app: Callable[..., FastA
     async def spying_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
         # The override pattern: same session dependency, with commit() recorded.
         async for session in get_session(database):
+
             async def commit(real_commit: Any = session.commit) -> None:
                 await real_commit()
                 events.append("commit")
