@@ -17,6 +17,7 @@ from app.core.db import SessionDep
 from app.core.errors import Forbidden
 from app.core.schemas import EMAIL_MAX_LENGTH, PASSWORD_MAX_LENGTH
 from app.users.models import Role, User
+from app.users.schemas import NO_CONTROL_CHARACTERS
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a URL, not a secret
 
@@ -39,7 +40,13 @@ class PasswordForm:
     def __init__(
         self,
         username: Annotated[
-            str, Form(min_length=1, max_length=EMAIL_MAX_LENGTH, description="Your email.")
+            str,
+            Form(
+                min_length=1,
+                max_length=EMAIL_MAX_LENGTH,
+                pattern=NO_CONTROL_CHARACTERS,
+                description="Your email.",
+            ),
         ],
         password: Annotated[
             str,

@@ -97,6 +97,12 @@ async def _throttle_hit(limiter: RateLimiter, keys: list[tuple[str, int]], windo
             raise TooManyRequests(decision.retry_after)
 
 
+def _printable(text: str) -> str:
+    # Headers come from the client: no control characters into the database (PostgreSQL
+    # refuses NUL outright).
+    return "".join(char for char in text if char.isprintable())
+
+
 def _login_account_key(settings: Settings, email: str) -> tuple[str, int]:
     return (f"login:account:{email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
 
@@ -186,7 +192,7 @@ async def sign_in(
     auth_session = AuthSession(
         user_id=user.id,
         refresh_jti=uuid.uuid4().hex,
-        user_agent=(client.user_agent or "")[:USER_AGENT_MAX_LENGTH] or None,
+        user_agent=_printable(client.user_agent or "")[:USER_AGENT_MAX_LENGTH] or None,
         ip_address=client.ip[:64],
         created_at=now,
         last_used_at=now,

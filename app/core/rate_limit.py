@@ -42,12 +42,14 @@ def _db_key(key: str) -> str:
     """The key as stored: a long key keeps a readable head and ends in a digest of the whole.
 
     Cutting it short instead would make two long keys (two long emails, or one identifier
-    under two limits, which differ only at the end) share one counter.
+    under two limits, which differ only at the end) share one counter. A NUL, which
+    PostgreSQL refuses in text, goes into the digest too.
     """
-    if len(key) <= KEY_MAX_LENGTH:
+    if len(key) <= KEY_MAX_LENGTH and "\x00" not in key:
         return key
     digest = hashlib.sha256(key.encode()).hexdigest()
-    return f"{key[: KEY_MAX_LENGTH - len(digest) - 1]}#{digest}"
+    head = key[: KEY_MAX_LENGTH - len(digest) - 1].replace("\x00", "")
+    return f"{head}#{digest}"
 
 
 class DatabaseStorage(Storage):

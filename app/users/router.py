@@ -12,7 +12,14 @@ from app.core.pagination import Page, PageParamsDep
 from app.core.schemas import EMAIL_MAX_LENGTH
 from app.users import service
 from app.users.dependencies import AdministeredUser
-from app.users.schemas import PasswordChange, UserCreate, UserPublic, UserUpdate, UserUpdateMe
+from app.users.schemas import (
+    NO_CONTROL_CHARACTERS,
+    PasswordChange,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+    UserUpdateMe,
+)
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -86,7 +93,12 @@ async def list_users(
     auth: AuthDep,
     page: PageParamsDep,
     email: Annotated[
-        str | None, Query(max_length=EMAIL_MAX_LENGTH, description="Part of the email.")
+        str | None,
+        Query(
+            max_length=EMAIL_MAX_LENGTH,
+            pattern=NO_CONTROL_CHARACTERS,
+            description="Part of the email.",
+        ),
     ] = None,
     is_active: Annotated[bool | None, Query(description="Only (in)active accounts.")] = None,
 ) -> Page[UserPublic]:

@@ -2,20 +2,25 @@
 
 import uuid
 from datetime import datetime
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import model_validator
+from pydantic import StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
 from app.core.schemas import Email, InputModel, Password
 from app.users.models import FULL_NAME_MAX_LENGTH, Role
 
+# No control characters: PostgreSQL refuses NUL in text (a 500 rather than a 422), and a
+# newline or escape in a name shown to others is never wanted.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+FullName = Annotated[
+    str, StringConstraints(max_length=FULL_NAME_MAX_LENGTH, pattern=NO_CONTROL_CHARACTERS)
+]
+
 
 class UserBase(SQLModel):
     email: Email
-    full_name: str | None = Field(
-        default=None, max_length=FULL_NAME_MAX_LENGTH, schema_extra={"examples": ["Ada Lovelace"]}
-    )
+    full_name: FullName | None = Field(default=None, schema_extra={"examples": ["Ada Lovelace"]})
 
 
 class _PasswordNotEmail(SQLModel):
@@ -45,7 +50,7 @@ class UserUpdateMe(InputModel):
     """What a user may change about themselves."""
 
     email: Email | None = None
-    full_name: str | None = Field(default=None, max_length=FULL_NAME_MAX_LENGTH)
+    full_name: FullName | None = None
 
 
 class UserUpdate(UserUpdateMe):
