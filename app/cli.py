@@ -77,6 +77,34 @@ def create_admin(args: argparse.Namespace) -> None:
     print("admin created" if created else "an account with this email exists; left unchanged")
 
 
+def purge_trash() -> None:
+    """Delete for good the projects and tasks whose trash retention has run out."""
+    from datetime import timedelta
+
+    from app.core.db import Database
+    from app.core.models import utcnow
+    from app.trash.service import purge_expired_trash
+
+    settings = _settings()
+
+    async def run() -> tuple[int, int]:
+        database = Database(settings)
+        try:
+            async with database.sessionmaker() as session:
+                result = await purge_expired_trash(
+                    session,
+                    now=utcnow(),
+                    retention=timedelta(days=settings.TRASH_RETENTION_DAYS),
+                )
+                await session.commit()
+                return result.tasks, result.projects
+        finally:
+            await database.dispose()
+
+    tasks, projects = asyncio.run(run())
+    print(f"purged {tasks} task(s) and {projects} project(s)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tasks-api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,12 +124,17 @@ def main(argv: list[str] | None = None) -> None:
         "create-admin", help="create an admin (password from ADMIN_PASSWORD or a prompt)"
     )
     admin_parser.add_argument("--email", required=True)
+    commands.add_parser(
+        "purge-trash", help="delete what has been in the trash past TRASH_RETENTION_DAYS"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args)
     elif args.command == "migrate":
         migrate()
+    elif args.command == "purge-trash":
+        purge_trash()
     else:
         create_admin(args)
 

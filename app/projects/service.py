@@ -1,10 +1,29 @@
 """Queries and rules for projects: plain functions, session first, keyword-only after."""
 
 import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
+from sqlalchemy import update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.http import check_if_match, flush_versioned, touch
+from app.core.models import utcnow
+from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.projects.exceptions import (
+    InboxUnarchivable,
+    InboxUndeletable,
+    ProjectNotFound,
+    ProjectNotInTrash,
+)
 from app.projects.models import INBOX_NAME, Project
+from app.projects.schemas import ProjectPublic
+from app.tasks.models import Task
+
+PROJECT_KEYS = [SortKey(col(Project.created_at)), SortKey(col(Project.id))]
+UPDATABLE_FIELDS = frozenset({"name", "description", "color", "is_archived"})
 
 
 async def create_inbox(session: AsyncSession, *, owner_id: uuid.UUID) -> Project:
@@ -13,3 +32,159 @@ async def create_inbox(session: AsyncSession, *, owner_id: uuid.UUID) -> Project
     session.add(inbox)
     await session.flush()
     return inbox
+
+
+async def get_project(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    project_id: uuid.UUID,
+    include_trashed: bool = False,
+    for_update: bool = False,
+) -> Project:
+    """The caller's project with this id, or ProjectNotFound (also for anyone else's)."""
+    statement = select(Project).where(Project.id == project_id, Project.owner_id == owner_id)
+    if not include_trashed:
+        statement = statement.where(col(Project.deleted_at).is_(None))
+    if for_update:
+        # PostgreSQL: a concurrent writer waits here and then sees the new version.
+        statement = statement.with_for_update()
+    project = (await session.exec(statement)).first()
+    if project is None:
+        raise ProjectNotFound()
+    return project
+
+
+async def get_inbox(session: AsyncSession, *, owner_id: uuid.UUID) -> Project:
+    """The user's Inbox (every account has one from sign-up on, and it cannot be deleted)."""
+    statement = select(Project).where(Project.owner_id == owner_id, col(Project.is_inbox))
+    inbox = (await session.exec(statement)).first()
+    if inbox is None:
+        # Accounts made before projects existed: give them their Inbox now.
+        inbox = await create_inbox(session, owner_id=owner_id)
+    return inbox
+
+
+async def list_projects(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    page: PageParams,
+    codec: CursorCodec,
+    is_archived: bool | None = None,
+) -> Page[ProjectPublic]:
+    """The caller's live projects in creation order, optionally only (un)archived ones."""
+    statement = select(Project).where(
+        Project.owner_id == owner_id, col(Project.deleted_at).is_(None)
+    )
+    if is_archived is not None:
+        statement = statement.where(col(Project.is_archived).is_(is_archived))
+    rows, next_cursor, total = await paginate(
+        session,
+        statement,
+        keys=PROJECT_KEYS,
+        page=page,
+        codec=codec,
+        scope="projects",
+        key_of=lambda project: [project.created_at, project.id],
+    )
+    return Page[ProjectPublic](
+        items=[ProjectPublic.model_validate(row, from_attributes=True) for row in rows],
+        next_cursor=next_cursor,
+        total=total,
+    )
+
+
+async def create_project(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    name: str,
+    description: str | None = None,
+    color: str | None = None,
+    is_archived: bool = False,
+) -> Project:
+    """Insert a project for `owner_id`."""
+    project = Project(
+        owner_id=owner_id,
+        name=name,
+        description=description,
+        color=color,
+        is_archived=is_archived,
+    )
+    session.add(project)
+    await session.flush()
+    return project
+
+
+async def update_project(
+    session: AsyncSession,
+    project: Project,
+    changes: Mapping[str, Any],
+    *,
+    if_match: str | None = None,
+) -> Project:
+    """Apply validated field changes; 412 if `if_match` is stale, 409 on archiving the Inbox."""
+    check_if_match(if_match, project.version)
+    if project.is_inbox and changes.get("is_archived"):
+        raise InboxUnarchivable()
+    changed = False
+    for field, value in changes.items():
+        if field in UPDATABLE_FIELDS and getattr(project, field) != value:
+            setattr(project, field, value)
+            changed = True
+    if changed:
+        touch(project)
+        session.add(project)
+        await flush_versioned(session, project)
+    return project
+
+
+async def trash_project(
+    session: AsyncSession,
+    project: Project,
+    *,
+    if_match: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Move the project and its live tasks to the trash; the Inbox cannot go (409)."""
+    check_if_match(if_match, project.version)
+    if project.is_inbox:
+        raise InboxUndeletable()
+    now = now or utcnow()
+    project.deleted_at = now
+    touch(project, now=now)
+    session.add(project)
+    await flush_versioned(session, project)
+    # One statement, however many tasks: they remember the project that took them along.
+    await session.exec(
+        update(Task)
+        .where(col(Task.project_id) == project.id, col(Task.deleted_at).is_(None))
+        .values(
+            deleted_at=now,
+            trashed_with=project.id,
+            version=Task.version + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def restore_project(
+    session: AsyncSession, project: Project, *, now: datetime | None = None
+) -> Project:
+    """Bring a trashed project back with exactly the tasks its deletion took along."""
+    if project.deleted_at is None:
+        raise ProjectNotInTrash()
+    now = now or utcnow()
+    project.deleted_at = None
+    touch(project, now=now)
+    session.add(project)
+    await flush_versioned(session, project)
+    await session.exec(
+        update(Task)
+        .where(col(Task.trashed_with) == project.id, col(Task.deleted_at).is_not(None))
+        .values(deleted_at=None, trashed_with=None, version=Task.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return project

@@ -1,0 +1,46 @@
+"""Request and response models for labels: no client can set a server-owned field."""
+
+import uuid
+from typing import Annotated
+
+from pydantic import StringConstraints
+from sqlmodel import Field, SQLModel
+
+from app.core.http import Instant
+from app.core.schemas import InputModel
+from app.labels.models import NAME_MAX_LENGTH
+from app.projects.schemas import Color
+
+LabelName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH)
+]
+
+
+class LabelCreate(InputModel):
+    """A new label; its name must differ, ignoring case, from the caller's other labels."""
+
+    name: LabelName = Field(schema_extra={"examples": ["errands"]})
+    color: Color | None = None
+
+
+class LabelUpdate(InputModel):
+    """A partial update: only the fields sent change; `null` clears the color (not the name)."""
+
+    name: LabelName = Field(default=None)
+    color: Color | None = None
+
+
+class LabelBrief(SQLModel):
+    """A label as shown inside a task."""
+
+    id: uuid.UUID
+    name: str
+    color: str | None
+
+
+class LabelPublic(LabelBrief):
+    """A label as the API shows it."""
+
+    version: int
+    created_at: Instant
+    updated_at: Instant

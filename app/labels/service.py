@@ -1,0 +1,150 @@
+"""Queries and rules for labels: plain functions, session first, keyword-only after."""
+
+import uuid
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.http import check_if_match, flush_versioned, touch
+from app.core.models import utcnow
+from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.labels.exceptions import LabelNameTaken, LabelNotFound
+from app.labels.models import Label, name_key
+from app.labels.schemas import LabelPublic
+from app.tasks.models import Task, TaskLabel
+
+LABEL_KEYS = [SortKey(col(Label.name_key)), SortKey(col(Label.id))]
+
+
+async def get_label(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    label_id: uuid.UUID,
+    for_update: bool = False,
+) -> Label:
+    """The caller's label with this id, or LabelNotFound (also for anyone else's)."""
+    statement = select(Label).where(Label.id == label_id, Label.owner_id == owner_id)
+    if for_update:
+        statement = statement.with_for_update()
+    label = (await session.exec(statement)).first()
+    if label is None:
+        raise LabelNotFound()
+    return label
+
+
+async def get_labels(
+    session: AsyncSession, *, owner_id: uuid.UUID, label_ids: Collection[uuid.UUID]
+) -> list[Label]:
+    """The caller's labels with these ids; LabelNotFound naming the first one that is not."""
+    wanted = set(label_ids)
+    if not wanted:
+        return []
+    statement = select(Label).where(col(Label.id).in_(wanted), Label.owner_id == owner_id)
+    labels = list((await session.exec(statement)).all())
+    missing = wanted - {label.id for label in labels}
+    if missing:
+        raise LabelNotFound(extra={"label_id": str(min(missing))})
+    return labels
+
+
+async def list_labels(
+    session: AsyncSession, *, owner_id: uuid.UUID, page: PageParams, codec: CursorCodec
+) -> Page[LabelPublic]:
+    """The caller's labels in name order (ignoring case)."""
+    rows, next_cursor, total = await paginate(
+        session,
+        select(Label).where(Label.owner_id == owner_id),
+        keys=LABEL_KEYS,
+        page=page,
+        codec=codec,
+        scope="labels",
+        key_of=lambda label: [label.name_key, label.id],
+    )
+    return Page[LabelPublic](
+        items=[LabelPublic.model_validate(row, from_attributes=True) for row in rows],
+        next_cursor=next_cursor,
+        total=total,
+    )
+
+
+async def _ensure_name_free(
+    session: AsyncSession, *, owner_id: uuid.UUID, key: str, exclude: uuid.UUID | None = None
+) -> None:
+    statement = select(Label.id).where(Label.owner_id == owner_id, Label.name_key == key)
+    if exclude is not None:
+        statement = statement.where(Label.id != exclude)
+    if (await session.exec(statement)).first() is not None:
+        raise LabelNameTaken()
+
+
+async def _flush_unique_name(session: AsyncSession, label: Label) -> None:
+    try:
+        await flush_versioned(session, label)
+    except IntegrityError as exc:
+        # Two requests racing for one name: the unique index decides, the loser gets 409.
+        await session.rollback()
+        raise LabelNameTaken() from exc
+
+
+async def create_label(
+    session: AsyncSession, *, owner_id: uuid.UUID, name: str, color: str | None = None
+) -> Label:
+    """Insert a label; LabelNameTaken (409) if the caller has one by that name, in any case."""
+    key = name_key(name)
+    await _ensure_name_free(session, owner_id=owner_id, key=key)
+    label = Label(owner_id=owner_id, name=name, name_key=key, color=color)
+    session.add(label)
+    await _flush_unique_name(session, label)
+    return label
+
+
+async def _touch_tasks_carrying(session: AsyncSession, label_id: uuid.UUID, now: datetime) -> None:
+    # Tasks show their labels' names and colours, so their representation (and ETag) changes.
+    carriers = select(TaskLabel.task_id).where(TaskLabel.label_id == label_id)
+    await session.exec(
+        update(Task)
+        .where(col(Task.id).in_(carriers))
+        .values(version=Task.version + 1, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+async def update_label(
+    session: AsyncSession,
+    label: Label,
+    changes: Mapping[str, Any],
+    *,
+    if_match: str | None = None,
+) -> Label:
+    """Rename or recolour a label; 409 on a name the caller uses, 412 on a stale `if_match`."""
+    check_if_match(if_match, label.version)
+    changed = False
+    if "name" in changes and changes["name"] != label.name:
+        key = name_key(changes["name"])
+        await _ensure_name_free(session, owner_id=label.owner_id, key=key, exclude=label.id)
+        label.name, label.name_key = changes["name"], key
+        changed = True
+    if "color" in changes and changes["color"] != label.color:
+        label.color = changes["color"]
+        changed = True
+    if changed:
+        now = utcnow()
+        touch(label, now=now)
+        session.add(label)
+        await _flush_unique_name(session, label)
+        await _touch_tasks_carrying(session, label.id, now)
+    return label
+
+
+async def delete_label(session: AsyncSession, label: Label, *, if_match: str | None = None) -> None:
+    """Delete a label for good; the tasks carrying it lose it (and change version)."""
+    check_if_match(if_match, label.version)
+    await _touch_tasks_carrying(session, label.id, utcnow())
+    await session.delete(label)
+    await flush_versioned(session, label)

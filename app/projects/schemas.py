@@ -1,0 +1,58 @@
+"""Request and response models for projects: no client can set a server-owned field."""
+
+import uuid
+from typing import Annotated
+
+from pydantic import Field as PydanticField
+from pydantic import StringConstraints
+from sqlmodel import Field, SQLModel
+
+from app.core.http import Instant
+from app.core.schemas import InputModel
+from app.projects.models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
+
+# "#rrggbb"; shared by projects and labels.
+Color = Annotated[
+    str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$"), PydanticField(examples=["#3b82f6"])
+]
+ProjectName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH)
+]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
+
+
+class ProjectCreate(InputModel):
+    """A new project."""
+
+    name: ProjectName = Field(schema_extra={"examples": ["Garden"]})
+    description: Description | None = None
+    color: Color | None = None
+    is_archived: bool = False
+
+
+class ProjectUpdate(InputModel):
+    """A partial update: only the fields sent change; `null` clears description or color.
+
+    `name` and `is_archived` cannot be null: their default here only means "not sent", and an
+    explicit null fails validation (422).
+    """
+
+    name: ProjectName = Field(default=None)
+    description: Description | None = None
+    color: Color | None = None
+    is_archived: bool = Field(default=None)
+
+
+class ProjectPublic(SQLModel):
+    """A project as the API shows it."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    description: str | None
+    color: str | None
+    is_archived: bool
+    is_inbox: bool
+    version: int
+    created_at: Instant
+    updated_at: Instant

@@ -1,0 +1,48 @@
+"""Task errors, each with a stable code."""
+
+from app.core.errors import Conflict, NotFound, UnprocessableEntity
+
+
+class TaskNotFound(NotFound):
+    code = "task_not_found"
+    detail = "No such task."
+
+
+class ParentNotFound(NotFound):
+    code = "parent_not_found"
+    detail = "The parent task does not exist."
+
+
+class TaskCycle(UnprocessableEntity):
+    code = "task_cycle"
+    detail = "A task cannot be its own ancestor."
+
+
+class TaskTooDeep(UnprocessableEntity):
+    code = "task_too_deep"
+    detail = "Subtasks nest too deeply."
+
+
+class SubtaskProjectMismatch(UnprocessableEntity):
+    code = "subtask_project_mismatch"
+    detail = "A subtask stays in its parent's project; clear `parent_id` to move it elsewhere."
+
+
+class TooManyLabels(UnprocessableEntity):
+    code = "too_many_labels"
+    detail = "A task carries too many labels."
+
+
+class InvalidMove(UnprocessableEntity):
+    code = "invalid_move"
+    detail = "The task to move next to is not in the same project, or is the task itself."
+
+
+class TaskNotInTrash(Conflict):
+    code = "task_not_in_trash"
+    detail = "The task is not in the trash."
+
+
+class ContainerInTrash(Conflict):
+    code = "container_in_trash"
+    detail = "The task's project or parent task is in the trash; restore that first."

@@ -1,0 +1,205 @@
+"""Tasks: the caller's to-do items, their subtasks, labels, order, bulk changes and trash."""
+
+import dataclasses
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from app.auth.dependencies import ActiveUser, AuthDep
+from app.core.db import SessionDep
+from app.core.errors import UnprocessableEntity, problem_responses
+from app.core.http import IfMatchHeader, IfNoneMatchHeader, etag_for, if_none_match_matches
+from app.core.pagination import Page, PageParamsDep
+from app.projects.dependencies import OwnedProject
+from app.tasks import service
+from app.tasks.dependencies import OwnedTask, TaskFiltersDep, TaskForUpdate, TaskInTrashOrNot
+from app.tasks.models import Task
+from app.tasks.schemas import BulkRequest, BulkResult, TaskCreate, TaskPublic, TaskSort, TaskUpdate
+
+router = APIRouter(tags=["tasks"])
+
+SortParam = Annotated[
+    TaskSort | None,
+    Query(
+        description="Order: a field, `-` first for descending (`-priority`). Ties break on the "
+        "id; empty due dates come last. Default: `position` for one project, else `created_at`."
+    ),
+]
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}
+
+
+def _public(task: Task, response: Response) -> TaskPublic:
+    response.headers["ETag"] = etag_for(task.version)
+    return service.to_public(task)
+
+
+def _created(task: Task, request: Request, response: Response) -> TaskPublic:
+    response.headers["Location"] = request.url_for("read_task", task_id=task.id).path
+    return _public(task, response)
+
+
+@router.get(
+    "/tasks",
+    summary="List tasks",
+    response_model=Page[TaskPublic],
+    responses=problem_responses(401, 404, 422),
+)
+async def list_tasks(
+    user: ActiveUser,
+    session: SessionDep,
+    auth: AuthDep,
+    page: PageParamsDep,
+    filters: TaskFiltersDep,
+    project_id: Annotated[uuid.UUID | None, Query(description="Tasks of this project.")] = None,
+    sort: SortParam = None,
+) -> Page[TaskPublic]:
+    """The caller's tasks matching every filter given, one keyset page at a time."""
+    filters = dataclasses.replace(filters, project_id=project_id)
+    return await service.list_tasks(
+        session, owner_id=user.id, filters=filters, sort=sort, page=page, codec=auth.cursors
+    )
+
+
+@router.post(
+    "/tasks",
+    summary="Create a task",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskPublic,
+    responses=problem_responses(401, 404, 422),
+)
+async def create_task(
+    data: TaskCreate, user: ActiveUser, session: SessionDep, request: Request, response: Response
+) -> TaskPublic:
+    """Create a task at the end of its project (the Inbox unless `project_id` is given)."""
+    task = await service.create_task(session, owner_id=user.id, **data.model_dump())
+    return _created(task, request, response)
+
+
+@router.post(
+    "/tasks/bulk",
+    summary="Change many tasks at once",
+    response_model=BulkResult,
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def bulk_tasks(data: BulkRequest, user: ActiveUser, session: SessionDep) -> BulkResult:
+    """Apply up to 100 operations in order, all or none; a failure names `operation_index`.
+
+    Operations: `update` (`fields` as in PATCH), `complete`, `move` (`project_id`; a subtask
+    moved on its own leaves its parent), `add_labels` / `remove_labels` (`label_ids`), `delete`.
+    """
+    return await service.bulk(session, owner_id=user.id, operations=data.operations)
+
+
+@router.get(
+    "/tasks/{task_id}",
+    summary="Read a task",
+    response_model=TaskPublic,
+    responses={**NOT_MODIFIED, **problem_responses(401, 404, 422)},
+)
+async def read_task(
+    task: OwnedTask, response: Response, if_none_match: IfNoneMatchHeader = None
+) -> TaskPublic | Response:
+    """One task; 304 with no body when `If-None-Match` names its current ETag."""
+    if if_none_match_matches(if_none_match, task.version):
+        return Response(status_code=304, headers={"ETag": etag_for(task.version)})
+    return _public(task, response)
+
+
+@router.patch(
+    "/tasks/{task_id}",
+    summary="Update a task",
+    response_model=TaskPublic,
+    responses=problem_responses(401, 404, 412, 422),
+)
+async def update_task(
+    data: TaskUpdate,
+    task: TaskForUpdate,
+    session: SessionDep,
+    response: Response,
+    if_match: IfMatchHeader = None,
+) -> TaskPublic:
+    """Change the fields sent (`null` clears a nullable one); a stale `If-Match` is a 412.
+
+    Reorder with `after_id` (right after that task of the same project; `null`: first) or
+    `before_id` (right before it; `null`: last): only this task's `position` changes.
+    `status` sets and clears `completed_at`. Without `If-Match`, the last write wins.
+    """
+    changes = data.model_dump(exclude_unset=True)
+    return _public(await service.update_task(session, task, changes, if_match=if_match), response)
+
+
+@router.delete(
+    "/tasks/{task_id}",
+    summary="Delete a task",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404, 412, 422),
+)
+async def delete_task(
+    task: TaskForUpdate, session: SessionDep, if_match: IfMatchHeader = None
+) -> None:
+    """Move the task and its subtasks to the trash (restorable until the retention ends)."""
+    await service.trash_task(session, task, if_match=if_match)
+
+
+@router.post(
+    "/tasks/{task_id}/restore",
+    summary="Restore a task from the trash",
+    response_model=TaskPublic,
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def restore_task(
+    task: TaskInTrashOrNot, session: SessionDep, response: Response
+) -> TaskPublic:
+    """Take the task and the subtasks deleted with it out of the trash.
+
+    409 if the task is not in the trash, or if its project or parent is: restore that first.
+    """
+    return _public(await service.restore_task(session, task), response)
+
+
+@router.get(
+    "/projects/{project_id}/tasks",
+    summary="List a project's tasks",
+    response_model=Page[TaskPublic],
+    responses=problem_responses(401, 404, 422),
+)
+async def list_project_tasks(
+    project: OwnedProject,
+    user: ActiveUser,
+    session: SessionDep,
+    auth: AuthDep,
+    page: PageParamsDep,
+    filters: TaskFiltersDep,
+    sort: SortParam = None,
+) -> Page[TaskPublic]:
+    """The project's tasks, in manual order unless `sort` says otherwise; same filters as
+    `GET /tasks`.
+    """
+    filters = dataclasses.replace(filters, project_id=project.id)
+    return await service.list_tasks(
+        session, owner_id=user.id, filters=filters, sort=sort, page=page, codec=auth.cursors
+    )
+
+
+@router.post(
+    "/projects/{project_id}/tasks",
+    summary="Create a task in a project",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskPublic,
+    responses=problem_responses(401, 404, 422),
+)
+async def create_project_task(
+    data: TaskCreate,
+    project: OwnedProject,
+    user: ActiveUser,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> TaskPublic:
+    """Create a task at the end of this project (a different `project_id` in the body: 422)."""
+    if data.project_id not in (None, project.id):
+        raise UnprocessableEntity("`project_id` in the body differs from the path.")
+    fields = {**data.model_dump(), "project_id": project.id}
+    task = await service.create_task(session, owner_id=user.id, **fields)
+    return _created(task, request, response)

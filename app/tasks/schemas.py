@@ -1,0 +1,182 @@
+"""Request and response models for tasks: no client can set a server-owned field."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import AwareDatetime, StringConstraints, model_validator
+from sqlmodel import Field, SQLModel
+
+from app.core.http import Instant
+from app.core.schemas import InputModel
+from app.labels.schemas import LabelBrief
+from app.tasks.models import (
+    DESCRIPTION_MAX_LENGTH,
+    MAX_LABELS_PER_TASK,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    TITLE_MAX_LENGTH,
+    TaskStatus,
+)
+
+MAX_BULK_OPERATIONS = 100
+
+Title = Annotated[str, StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH)]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
+Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
+LabelIds = Annotated[list[uuid.UUID], Field(max_length=MAX_LABELS_PER_TASK)]
+
+TaskSort = Literal[
+    "due_at",
+    "-due_at",
+    "priority",
+    "-priority",
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+    "position",
+    "-position",
+    "title",
+    "-title",
+]
+
+
+class TaskCreate(InputModel):
+    """A new task; it goes to the end of its project (the Inbox unless `project_id` is given).
+
+    A subtask (`parent_id`) always lives in its parent's project.
+    """
+
+    title: Title = Field(schema_extra={"examples": ["Water the tomatoes"]})
+    description: Description | None = None
+    status: TaskStatus = TaskStatus.TODO
+    priority: Priority = 0
+    due_at: AwareDatetime | None = Field(
+        default=None, schema_extra={"examples": ["2026-05-01T17:00:00+02:00"]}
+    )
+    project_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | None = None
+    label_ids: LabelIds = Field(default_factory=list)
+
+
+class TaskUpdate(InputModel):
+    """A partial update: only the fields sent change; `null` clears a nullable field.
+
+    `title`, `status`, `priority`, `project_id` and `label_ids` cannot be null (their default
+    here only means "not sent"). To reorder, send `after_id` (place right after that task;
+    `null` means first) or `before_id` (right before it; `null` means last), never both.
+    """
+
+    title: Title = Field(default=None)
+    description: Description | None = None
+    status: TaskStatus = Field(default=None)
+    priority: Priority = Field(default=None)
+    due_at: AwareDatetime | None = None
+    project_id: uuid.UUID = Field(default=None)
+    parent_id: uuid.UUID | None = None
+    label_ids: LabelIds = Field(default=None)
+    after_id: uuid.UUID | None = None
+    before_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> Self:
+        if {"after_id", "before_id"} <= self.model_fields_set:
+            raise ValueError("send `after_id` or `before_id`, not both")
+        return self
+
+
+class TaskPublic(SQLModel):
+    """A task as the API shows it; instants are ISO 8601 with their UTC offset."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    project_id: uuid.UUID
+    parent_id: uuid.UUID | None
+    title: str
+    description: str | None
+    status: TaskStatus
+    priority: int
+    due_at: Instant | None
+    completed_at: Instant | None
+    position: str = Field(description="Order key within the project; compare as byte strings.")
+    labels: list[LabelBrief]
+    version: int
+    created_at: Instant
+    updated_at: Instant
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilters:
+    """The list filters, already validated; None means "do not filter on this"."""
+
+    project_id: uuid.UUID | None = None
+    statuses: tuple[TaskStatus, ...] = ()
+    priority_min: int | None = None
+    label_ids: tuple[uuid.UUID, ...] = ()
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    overdue: bool | None = None
+    has_due: bool | None = None
+    parent_id: uuid.UUID | None = None
+    top_level: bool | None = None
+    q: str | None = None
+    updated_since: datetime | None = None
+    completed_since: datetime | None = None
+
+
+# Bulk operations: `op` picks the shape.
+
+
+class BulkUpdate(InputModel):
+    op: Literal["update"]
+    id: uuid.UUID
+    fields: TaskUpdate
+
+
+class BulkComplete(InputModel):
+    op: Literal["complete"]
+    id: uuid.UUID
+
+
+class BulkMove(InputModel):
+    op: Literal["move"]
+    id: uuid.UUID
+    project_id: uuid.UUID
+
+
+class BulkAddLabels(InputModel):
+    op: Literal["add_labels"]
+    id: uuid.UUID
+    label_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=MAX_LABELS_PER_TASK)]
+
+
+class BulkRemoveLabels(InputModel):
+    op: Literal["remove_labels"]
+    id: uuid.UUID
+    label_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=MAX_LABELS_PER_TASK)]
+
+
+class BulkDelete(InputModel):
+    op: Literal["delete"]
+    id: uuid.UUID
+
+
+BulkOperation = Annotated[
+    BulkUpdate | BulkComplete | BulkMove | BulkAddLabels | BulkRemoveLabels | BulkDelete,
+    Field(discriminator="op"),
+]
+
+
+class BulkRequest(InputModel):
+    """Up to 100 operations, applied in order, all or none."""
+
+    operations: list[BulkOperation] = Field(min_length=1, max_length=MAX_BULK_OPERATIONS)
+
+
+class BulkResult(SQLModel):
+    """The tasks as they are after every operation, and the ids that went to the trash."""
+
+    tasks: list[TaskPublic]
+    deleted_ids: list[uuid.UUID]

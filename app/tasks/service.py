@@ -1,0 +1,616 @@
+"""Queries and rules for tasks: plain functions, session first, keyword-only after."""
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, literal, not_, or_, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.db import LIKE_ESCAPE, contains_pattern
+from app.core.errors import AppError
+from app.core.http import check_if_match, flush_versioned, touch
+from app.core.models import utcnow
+from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.labels import service as label_service
+from app.labels.models import Label
+from app.projects import service as project_service
+from app.projects.models import Project
+from app.tasks import position as order
+from app.tasks.exceptions import (
+    ContainerInTrash,
+    InvalidMove,
+    ParentNotFound,
+    SubtaskProjectMismatch,
+    TaskCycle,
+    TaskNotFound,
+    TaskNotInTrash,
+    TaskTooDeep,
+    TooManyLabels,
+)
+from app.tasks.models import MAX_LABELS_PER_TASK, Task, TaskLabel, TaskStatus
+from app.tasks.schemas import (
+    BulkAddLabels,
+    BulkComplete,
+    BulkDelete,
+    BulkMove,
+    BulkOperation,
+    BulkRemoveLabels,
+    BulkResult,
+    BulkUpdate,
+    TaskFilters,
+    TaskPublic,
+)
+
+# Levels of subtasks below a top-level task; bounds every walk up or down a task tree.
+MAX_DEPTH = 4
+# Past this length, a project's order keys are renumbered (one rare write of every row).
+POSITION_REBALANCE_LENGTH = 200
+SCALAR_FIELDS = ("title", "description", "priority", "due_at")
+
+LIVE = col(Task.deleted_at).is_(None)
+
+
+def to_public(task: Task) -> TaskPublic:
+    """The API representation of a task (its labels are loaded with it)."""
+    return TaskPublic.model_validate(task, from_attributes=True)
+
+
+# Loading
+
+
+async def get_task(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    task_id: uuid.UUID,
+    include_trashed: bool = False,
+    for_update: bool = False,
+) -> Task:
+    """The caller's task with this id, or TaskNotFound (also for anyone else's or trashed)."""
+    statement = select(Task).where(Task.id == task_id, Task.owner_id == owner_id)
+    if not include_trashed:
+        statement = statement.where(LIVE)
+    if for_update:
+        statement = statement.with_for_update()
+    task = (await session.exec(statement)).first()
+    if task is None:
+        raise TaskNotFound()
+    return task
+
+
+async def _get_parent(session: AsyncSession, *, owner_id: uuid.UUID, parent_id: uuid.UUID) -> Task:
+    statement = select(Task).where(Task.id == parent_id, Task.owner_id == owner_id, LIVE)
+    parent = (await session.exec(statement)).first()
+    if parent is None:
+        raise ParentNotFound(extra={"parent_id": str(parent_id)})
+    return parent
+
+
+async def _ancestor_ids(session: AsyncSession, task: Task) -> list[uuid.UUID]:
+    """Ids from the task's parent up to its top-level ancestor."""
+    ancestors: list[uuid.UUID] = []
+    current = task.parent_id
+    while current is not None and len(ancestors) <= MAX_DEPTH + 1:
+        ancestors.append(current)
+        result = await session.exec(select(Task.parent_id).where(Task.id == current))
+        current = result.first()
+    return ancestors
+
+
+async def _descendants(
+    session: AsyncSession, root_id: uuid.UUID, *, live: bool = True
+) -> list[tuple[uuid.UUID, int]]:
+    """(id, depth below the root) of every descendant, by one recursive query."""
+    alive = [LIVE] if live else []
+    tree = (
+        select(col(Task.id).label("id"), literal(1).label("depth"))
+        .where(Task.parent_id == root_id, *alive)
+        .cte("tree", recursive=True)
+    )
+    child = select(col(Task.id), tree.c.depth + 1).where(
+        Task.parent_id == tree.c.id, tree.c.depth <= MAX_DEPTH, *alive
+    )
+    tree = tree.union_all(child)
+    result = await session.exec(select(tree.c.id, tree.c.depth))
+    return [(row[0], int(row[1])) for row in result.all()]
+
+
+# Positions
+
+
+async def _last_position(
+    session: AsyncSession, *, owner_id: uuid.UUID, project_id: uuid.UUID
+) -> str | None:
+    # MAX over the (owner, project, position) index: the last entry, not a scan.
+    statement = select(func.max(Task.position)).where(
+        Task.owner_id == owner_id, Task.project_id == project_id, LIVE
+    )
+    return (await session.exec(statement)).one()
+
+
+async def _rebalance(session: AsyncSession, *, owner_id: uuid.UUID, project_id: uuid.UUID) -> None:
+    """Give every live task of the project a short key again, keeping their order."""
+    statement = (
+        select(Task)
+        .where(Task.owner_id == owner_id, Task.project_id == project_id, LIVE)
+        .order_by(col(Task.position), col(Task.id))
+    )
+    tasks = list((await session.exec(statement)).all())
+    now = utcnow()
+    for task, key in zip(tasks, order.keys_after(None, len(tasks)), strict=True):
+        task.position = key
+        touch(task, now=now)
+        session.add(task)
+    await session.flush()
+
+
+async def _key_at_end(session: AsyncSession, *, owner_id: uuid.UUID, project_id: uuid.UUID) -> str:
+    last = await _last_position(session, owner_id=owner_id, project_id=project_id)
+    key = order.key_between(last, None)
+    if len(key) > POSITION_REBALANCE_LENGTH:
+        await _rebalance(session, owner_id=owner_id, project_id=project_id)
+        key = order.key_between(
+            await _last_position(session, owner_id=owner_id, project_id=project_id), None
+        )
+    return key
+
+
+async def _neighbour_key(
+    session: AsyncSession, task: Task, *, after: bool, pivot: str | None
+) -> str | None:
+    """The key of the first task (other than `task`) strictly past `pivot` in its project."""
+    statement = select(Task.position).where(
+        Task.owner_id == task.owner_id, Task.project_id == task.project_id, LIVE, Task.id != task.id
+    )
+    if after:
+        if pivot is not None:
+            statement = statement.where(col(Task.position) > pivot)
+        statement = statement.order_by(col(Task.position))
+    else:
+        if pivot is not None:
+            statement = statement.where(col(Task.position) < pivot)
+        statement = statement.order_by(col(Task.position).desc())
+    return (await session.exec(statement.limit(1))).first()
+
+
+async def _move_next_to(
+    session: AsyncSession, task: Task, *, anchor_id: uuid.UUID | None, after: bool
+) -> None:
+    """Give `task` a key right after (or before) the anchor; no anchor: first (or last).
+
+    Only the moved row changes: its new key lies between the anchor's and the neighbour's.
+    """
+    low: str | None
+    high: str | None
+    if anchor_id is None:
+        # "After nothing" is the top of the list, "before nothing" the bottom.
+        if after:
+            low, high = None, await _neighbour_key(session, task, after=True, pivot=None)
+        else:
+            low, high = await _neighbour_key(session, task, after=False, pivot=None), None
+    elif anchor_id == task.id:
+        raise InvalidMove()
+    else:
+        anchor = await _get_anchor(session, task, anchor_id)
+        if after:
+            low = anchor.position
+            high = await _neighbour_key(session, task, after=True, pivot=low)
+        else:
+            high = anchor.position
+            low = await _neighbour_key(session, task, after=False, pivot=high)
+    key = order.key_between(low, high)
+    if len(key) > POSITION_REBALANCE_LENGTH:
+        await _rebalance(session, owner_id=task.owner_id, project_id=task.project_id)
+        await _move_next_to(session, task, anchor_id=anchor_id, after=after)
+        return
+    task.position = key
+
+
+async def _get_anchor(session: AsyncSession, task: Task, anchor_id: uuid.UUID) -> Task:
+    statement = select(Task).where(Task.id == anchor_id, Task.owner_id == task.owner_id, LIVE)
+    anchor = (await session.exec(statement)).first()
+    if anchor is None:
+        raise TaskNotFound(extra={"anchor_id": str(anchor_id)})
+    if anchor.project_id != task.project_id:
+        raise InvalidMove()
+    return anchor
+
+
+# Writing
+
+
+def _set_status(task: Task, status: TaskStatus, now: datetime) -> None:
+    # completed_at follows the status: set on entering `done`, cleared on leaving it.
+    if status == TaskStatus.DONE and task.status != TaskStatus.DONE:
+        task.completed_at = now
+    elif status != TaskStatus.DONE:
+        task.completed_at = None
+    task.status = status
+
+
+async def _labels_for(
+    session: AsyncSession, *, owner_id: uuid.UUID, label_ids: Sequence[uuid.UUID]
+) -> list[Label]:
+    unique = list(dict.fromkeys(label_ids))
+    if len(unique) > MAX_LABELS_PER_TASK:
+        raise TooManyLabels(extra={"max_labels": MAX_LABELS_PER_TASK})
+    labels = await label_service.get_labels(session, owner_id=owner_id, label_ids=unique)
+    return sorted(labels, key=lambda label: label.name_key)
+
+
+async def create_task(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    title: str,
+    description: str | None = None,
+    status: TaskStatus = TaskStatus.TODO,
+    priority: int = 0,
+    due_at: datetime | None = None,
+    project_id: uuid.UUID | None = None,
+    parent_id: uuid.UUID | None = None,
+    label_ids: Sequence[uuid.UUID] = (),
+    now: datetime | None = None,
+) -> Task:
+    """Insert a task at the end of its project (the Inbox by default).
+
+    A subtask goes into its parent's project; naming another project is a 422. Projects,
+    parents and labels that are not the caller's are 404s.
+    """
+    now = now or utcnow()
+    if parent_id is not None:
+        parent = await _get_parent(session, owner_id=owner_id, parent_id=parent_id)
+        if project_id is not None and project_id != parent.project_id:
+            raise SubtaskProjectMismatch()
+        if len(await _ancestor_ids(session, parent)) + 1 > MAX_DEPTH:
+            raise TaskTooDeep(extra={"max_depth": MAX_DEPTH})
+        project_id = parent.project_id
+    elif project_id is not None:
+        await project_service.get_project(session, owner_id=owner_id, project_id=project_id)
+    else:
+        project_id = (await project_service.get_inbox(session, owner_id=owner_id)).id
+    labels = await _labels_for(session, owner_id=owner_id, label_ids=label_ids)
+    task = Task(
+        owner_id=owner_id,
+        project_id=project_id,
+        parent_id=parent_id,
+        title=title,
+        description=description,
+        priority=priority,
+        due_at=due_at,
+        position=await _key_at_end(session, owner_id=owner_id, project_id=project_id),
+        created_at=now,
+        updated_at=now,
+    )
+    _set_status(task, status, now)
+    task.labels = labels
+    session.add(task)
+    await session.flush()
+    return task
+
+
+async def _move_to_project(
+    session: AsyncSession, task: Task, project_id: uuid.UUID, now: datetime
+) -> None:
+    """Put the task at the end of another project, its subtree right after it."""
+    await project_service.get_project(session, owner_id=task.owner_id, project_id=project_id)
+    descendant_ids = [task_id for task_id, _ in await _descendants(session, task.id)]
+    subtree: list[Task] = [task]
+    if descendant_ids:
+        statement = (
+            select(Task)
+            .where(col(Task.id).in_(descendant_ids))
+            .order_by(col(Task.position), col(Task.id))
+        )
+        subtree.extend((await session.exec(statement)).all())
+    last = await _last_position(session, owner_id=task.owner_id, project_id=project_id)
+    for row, key in zip(subtree, order.keys_after(last, len(subtree)), strict=True):
+        row.project_id = project_id
+        row.position = key
+        if row is not task:
+            touch(row, now=now)
+            session.add(row)
+
+
+async def update_task(
+    session: AsyncSession,
+    task: Task,
+    changes: Mapping[str, Any],
+    *,
+    if_match: str | None = None,
+    now: datetime | None = None,
+) -> Task:
+    """Apply validated field changes (see TaskUpdate); 412 if `if_match` is stale.
+
+    Setting `parent_id` moves the task (and its subtree) into the parent's project; changing
+    `project_id` moves the subtree along. A cycle or a too-deep tree is a 422.
+    """
+    check_if_match(if_match, task.version)
+    now = now or utcnow()
+    changed = False
+    for field in SCALAR_FIELDS:
+        if field in changes and getattr(task, field) != changes[field]:
+            setattr(task, field, changes[field])
+            changed = True
+    if "status" in changes and changes["status"] != task.status:
+        _set_status(task, changes["status"], now)
+        changed = True
+
+    target_project = changes.get("project_id", task.project_id)
+    if "parent_id" in changes and changes["parent_id"] != task.parent_id:
+        parent_id = changes["parent_id"]
+        if parent_id is not None:
+            parent = await _get_parent(session, owner_id=task.owner_id, parent_id=parent_id)
+            ancestors = await _ancestor_ids(session, parent)
+            if parent.id == task.id or task.id in ancestors:
+                raise TaskCycle()
+            height = max((depth for _, depth in await _descendants(session, task.id)), default=0)
+            if len(ancestors) + 1 + height > MAX_DEPTH:
+                raise TaskTooDeep(extra={"max_depth": MAX_DEPTH})
+            if "project_id" in changes and changes["project_id"] != parent.project_id:
+                raise SubtaskProjectMismatch()
+            target_project = parent.project_id
+        task.parent_id = parent_id
+        changed = True
+    elif task.parent_id is not None and target_project != task.project_id:
+        raise SubtaskProjectMismatch()
+    if target_project != task.project_id:
+        await _move_to_project(session, task, target_project, now)
+        changed = True
+
+    if "label_ids" in changes:
+        labels = await _labels_for(session, owner_id=task.owner_id, label_ids=changes["label_ids"])
+        if [label.id for label in labels] != [label.id for label in task.labels]:
+            task.labels = labels
+            changed = True
+    for field, after in (("after_id", True), ("before_id", False)):
+        if field in changes:
+            await _move_next_to(session, task, anchor_id=changes[field], after=after)
+            changed = True
+    if changed:
+        touch(task, now=now)
+        session.add(task)
+        await flush_versioned(session, task)
+    return task
+
+
+async def change_labels(
+    session: AsyncSession,
+    task: Task,
+    *,
+    add: Sequence[uuid.UUID] = (),
+    remove: Sequence[uuid.UUID] = (),
+) -> Task:
+    """Attach and detach labels by id; the labels must be the caller's (404 otherwise)."""
+    current = [label.id for label in task.labels]
+    # Removing must name the caller's labels too, so a foreign id is a 404 either way.
+    await label_service.get_labels(session, owner_id=task.owner_id, label_ids=remove)
+    wanted = [label_id for label_id in [*current, *add] if label_id not in set(remove)]
+    return await update_task(session, task, {"label_ids": wanted})
+
+
+async def trash_task(
+    session: AsyncSession,
+    task: Task,
+    *,
+    if_match: str | None = None,
+    now: datetime | None = None,
+) -> list[uuid.UUID]:
+    """Move the task and its live subtasks to the trash; returns the subtasks' ids."""
+    check_if_match(if_match, task.version)
+    now = now or utcnow()
+    descendant_ids = [task_id for task_id, _ in await _descendants(session, task.id)]
+    task.deleted_at = now
+    touch(task, now=now)
+    session.add(task)
+    await flush_versioned(session, task)
+    if descendant_ids:
+        await session.exec(
+            update(Task)
+            .where(col(Task.id).in_(descendant_ids))
+            .values(deleted_at=now, trashed_with=task.id, version=Task.version + 1, updated_at=now)
+            # A bulk request may hold some of these rows: keep their versions in step.
+            .execution_options(synchronize_session="fetch")
+        )
+    return descendant_ids
+
+
+async def restore_task(session: AsyncSession, task: Task, *, now: datetime | None = None) -> Task:
+    """Take a task out of the trash with the subtasks deleted along with it.
+
+    Its project and parent must be live: restore those first (409 otherwise), so a restored
+    task never hides inside a trashed container.
+    """
+    if task.deleted_at is None:
+        raise TaskNotInTrash()
+    project = await session.get(Project, task.project_id)
+    parent_trashed = False
+    if task.parent_id is not None:
+        trashed_parent = select(Task.id).where(
+            Task.id == task.parent_id, col(Task.deleted_at).is_not(None)
+        )
+        parent_trashed = (await session.exec(trashed_parent)).first() is not None
+    if project is None or project.deleted_at is not None or parent_trashed:
+        raise ContainerInTrash()
+    now = now or utcnow()
+    task.deleted_at = None
+    task.trashed_with = None
+    touch(task, now=now)
+    session.add(task)
+    await flush_versioned(session, task)
+    await session.exec(
+        update(Task)
+        .where(col(Task.trashed_with) == task.id, col(Task.deleted_at).is_not(None))
+        .values(deleted_at=None, trashed_with=None, version=Task.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return task
+
+
+# Listing
+
+
+def sort_keys(sort: str) -> tuple[list[SortKey], Callable[[Task], list[Any]]]:
+    """The keyset for a `sort` value (`-` prefix: descending) and the row's values for it.
+
+    The id always ends the keyset, in the same direction, so the order is total and one
+    index serves it. `position` orders by project first: positions compare within a project.
+    """
+    descending = sort.startswith("-")
+    name = sort.removeprefix("-")
+    names = ["project_id", "position"] if name == "position" else [name]
+    keys = [
+        SortKey(col(getattr(Task, field)), descending=descending, nullable=field == "due_at")
+        for field in names
+    ]
+    keys.append(SortKey(col(Task.id), descending=descending))
+    fields = [*names, "id"]
+    return keys, lambda task: [getattr(task, field) for field in fields]
+
+
+async def _check_filter_owners(
+    session: AsyncSession, *, owner_id: uuid.UUID, filters: TaskFilters
+) -> None:
+    # Filtering by someone else's project, label or task is a 404, like reading it.
+    if filters.project_id is not None:
+        await project_service.get_project(session, owner_id=owner_id, project_id=filters.project_id)
+    if filters.label_ids:
+        await label_service.get_labels(session, owner_id=owner_id, label_ids=filters.label_ids)
+    if filters.parent_id is not None:
+        await _get_parent(session, owner_id=owner_id, parent_id=filters.parent_id)
+
+
+def filter_clauses(filters: TaskFilters, *, now: datetime) -> list[ColumnElement[bool]]:
+    """WHERE clauses for the list filters (ownership and liveness are added by the caller)."""
+    clauses: list[ColumnElement[bool]] = []
+    due_at = col(Task.due_at)
+    if filters.project_id is not None:
+        clauses.append(col(Task.project_id) == filters.project_id)
+    if filters.statuses:
+        clauses.append(col(Task.status).in_([str(status) for status in filters.statuses]))
+    if filters.priority_min is not None:
+        clauses.append(col(Task.priority) >= filters.priority_min)
+    for label_id in dict.fromkeys(filters.label_ids):
+        # One semi-join per label: a task must carry every label asked for.
+        carriers = select(TaskLabel.task_id).where(TaskLabel.label_id == label_id)
+        clauses.append(col(Task.id).in_(carriers))
+    if filters.due_before is not None:
+        clauses.append(due_at < filters.due_before)
+    if filters.due_after is not None:
+        clauses.append(due_at >= filters.due_after)
+    if filters.overdue is not None:
+        overdue = and_(due_at < now, col(Task.status) != TaskStatus.DONE.value)
+        clauses.append(overdue if filters.overdue else not_(overdue) | due_at.is_(None))
+    if filters.has_due is not None:
+        clauses.append(due_at.is_not(None) if filters.has_due else due_at.is_(None))
+    if filters.parent_id is not None:
+        clauses.append(col(Task.parent_id) == filters.parent_id)
+    if filters.top_level is not None:
+        parent = col(Task.parent_id)
+        clauses.append(parent.is_(None) if filters.top_level else parent.is_not(None))
+    if filters.q:
+        pattern = contains_pattern(filters.q)
+        clauses.append(
+            or_(
+                col(Task.title).ilike(pattern, escape=LIKE_ESCAPE),
+                col(Task.description).ilike(pattern, escape=LIKE_ESCAPE),
+            )
+        )
+    if filters.updated_since is not None:
+        clauses.append(col(Task.updated_at) >= filters.updated_since)
+    if filters.completed_since is not None:
+        clauses.append(col(Task.completed_at) >= filters.completed_since)
+    return clauses
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    filters: TaskFilters,
+    sort: str | None,
+    page: PageParams,
+    codec: CursorCodec,
+    now: datetime | None = None,
+) -> Page[TaskPublic]:
+    """The caller's live tasks matching every filter, one keyset page in the chosen order.
+
+    Without `sort`, a project's list is in manual order (`position`), any other list in
+    creation order. Filters are not part of the cursor: send the same ones with it.
+    """
+    await _check_filter_owners(session, owner_id=owner_id, filters=filters)
+    sort = sort or ("position" if filters.project_id is not None else "created_at")
+    keys, key_of = sort_keys(sort)
+    statement = select(Task).where(
+        Task.owner_id == owner_id, LIVE, *filter_clauses(filters, now=now or utcnow())
+    )
+    rows, next_cursor, total = await paginate(
+        session,
+        statement,
+        keys=keys,
+        page=page,
+        codec=codec,
+        scope=f"tasks:{sort}",
+        key_of=key_of,
+    )
+    return Page[TaskPublic](
+        items=[to_public(row) for row in rows], next_cursor=next_cursor, total=total
+    )
+
+
+# Bulk
+
+
+async def _apply(
+    session: AsyncSession, operation: BulkOperation, *, owner_id: uuid.UUID, now: datetime
+) -> tuple[Task, bool]:
+    task = await get_task(session, owner_id=owner_id, task_id=operation.id, for_update=True)
+    if isinstance(operation, BulkUpdate):
+        changes = operation.fields.model_dump(exclude_unset=True)
+        return await update_task(session, task, changes, now=now), False
+    if isinstance(operation, BulkComplete):
+        return await update_task(session, task, {"status": TaskStatus.DONE}, now=now), False
+    if isinstance(operation, BulkMove):
+        move: dict[str, Any] = {"project_id": operation.project_id}
+        if task.parent_id is not None and operation.project_id != task.project_id:
+            # Moving a subtask on its own detaches it from its parent.
+            move["parent_id"] = None
+        return await update_task(session, task, move, now=now), False
+    if isinstance(operation, BulkAddLabels):
+        return await change_labels(session, task, add=operation.label_ids), False
+    if isinstance(operation, BulkRemoveLabels):
+        return await change_labels(session, task, remove=operation.label_ids), False
+    assert isinstance(operation, BulkDelete)  # noqa: S101 - the union is exhaustive
+    await trash_task(session, task, now=now)
+    return task, True
+
+
+async def bulk(
+    session: AsyncSession, *, owner_id: uuid.UUID, operations: Sequence[BulkOperation]
+) -> BulkResult:
+    """Apply the operations in order, all or none (the caller's transaction rolls back).
+
+    The first failing operation's problem carries its `operation_index`.
+    """
+    now = utcnow()
+    touched: dict[uuid.UUID, Task] = {}
+    deleted: list[uuid.UUID] = []
+    for index, operation in enumerate(operations):
+        try:
+            task, was_deleted = await _apply(session, operation, owner_id=owner_id, now=now)
+        except AppError as exc:
+            exc.extra["operation_index"] = index
+            exc.message = f"Operation {index}: {exc.message}"
+            raise
+        if was_deleted:
+            deleted.append(task.id)
+            touched.pop(task.id, None)
+        else:
+            touched[task.id] = task
+    return BulkResult(
+        tasks=[to_public(task) for task in touched.values() if task.deleted_at is None],
+        deleted_ids=deleted,
+    )

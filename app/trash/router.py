@@ -1,0 +1,33 @@
+"""The trash: deleted projects and tasks, until the retention period purges them."""
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+
+from app.auth.dependencies import ActiveUser, AuthDep
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.pagination import Page, PageParamsDep
+from app.trash import service
+from app.trash.schemas import TrashItem
+
+router = APIRouter(prefix="/trash", tags=["trash"])
+
+
+@router.get(
+    "",
+    summary="List the trash",
+    response_model=Page[TrashItem],
+    responses=problem_responses(401, 422),
+)
+async def list_trash(
+    user: ActiveUser, session: SessionDep, auth: AuthDep, page: PageParamsDep
+) -> Page[TrashItem]:
+    """Projects and tasks the caller deleted, newest first, with when each will be purged.
+
+    Restore with `POST /projects/{id}/restore` or `POST /tasks/{id}/restore`.
+    """
+    retention = timedelta(days=auth.settings.TRASH_RETENTION_DAYS)
+    return await service.list_trash(
+        session, owner_id=user.id, retention=retention, page=page, codec=auth.cursors
+    )

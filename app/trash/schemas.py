@@ -1,0 +1,26 @@
+"""What the trash shows."""
+
+import uuid
+from typing import Literal
+
+from sqlmodel import SQLModel
+
+from app.core.http import Instant
+
+
+class TrashItem(SQLModel):
+    """A project or task deleted on its own (what was deleted along with it comes back too)."""
+
+    kind: Literal["project", "task"]
+    id: uuid.UUID
+    name: str
+    project_id: uuid.UUID | None
+    deleted_at: Instant
+    purge_after: Instant
+
+
+class PurgeResult(SQLModel):
+    """How many trash roots a purge removed (their dependants went with them)."""
+
+    tasks: int
+    projects: int
