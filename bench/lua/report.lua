@@ -3,7 +3,8 @@
 --   BENCH_JSON {"requests":..., "duration_us":..., "p50_us":..., "p99_us":..., ...}
 -- A scenario script loads it with
 --   dofile((os.getenv("BENCH_LUA_DIR") or "bench/lua") .. "/report.lua")
--- and may still define request()/init() itself; it must not redefine response() or done().
+-- and may still define request()/init() itself, and on_response(status, headers, body) to see
+-- every response; it must not redefine response() or done().
 
 local threads = {}
 
@@ -18,6 +19,7 @@ function response(status, headers, body)
     local key = tostring(status)
     statuses[key] = (statuses[key] or 0) + 1
   end
+  if on_response then on_response(status, headers, body) end
 end
 
 function done(summary, latency, requests)
