@@ -20,17 +20,18 @@ _PROJECT = uuid.UUID("00000000-0000-4000-8000-0000000000bb")
 
 def _task(n: int) -> dict[str, Any]:
     created = _START + timedelta(minutes=n)
-    return {
+    return {  # the fields and order of app.tasks.schemas.TaskPublic
         "id": str(uuid.UUID(int=(0x0190_0000_0000_7000_8000_0000_0000_0000 | n))),
         "owner_id": str(_OWNER),
         "project_id": str(_PROJECT),
-        "title": f"Benchmark task number {n}",
-        "description": "A short description, about as long as a typical task's notes.",
+        "parent_id": None,
+        "title": f"Benchmark task {n}",
+        "description": "Created by bench/run.py",
         "status": "todo",
-        "priority": "normal",
+        "priority": 0,
         "due_at": None,
         "completed_at": None,
-        "position": f"a{n:02d}",
+        "position": f"a{n:x}",
         "labels": [],
         "version": 1,
         "created_at": created.isoformat(),

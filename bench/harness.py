@@ -151,6 +151,24 @@ class ProcSampler:
         self.cpu_seconds = sum(self._last[pid] - self._start.get(pid, 0.0) for pid in self._last)
 
 
+def wait_idle(root: int, *, timeout: float = 120.0, window: float = 0.5) -> float:
+    """Block until the process tree uses < 10% of a core over `window`; returns seconds waited.
+
+    After wrk stops, the server still runs every request it had accepted (up to one per open
+    connection): at 1,024 connections that backlog can take longer than a short run. Waiting
+    here keeps one scenario's leftovers out of the next one's numbers. Bounded by `timeout`.
+    """
+    start = time.monotonic()
+    before = sum(_cpu_seconds(pid) for pid in process_tree(root))
+    while time.monotonic() - start < timeout:
+        time.sleep(window)
+        now = sum(_cpu_seconds(pid) for pid in process_tree(root))
+        if now - before < 0.1 * window:
+            break
+        before = now
+    return time.monotonic() - start
+
+
 # --------------------------------------------------------------------------- servers
 
 

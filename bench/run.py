@@ -62,6 +62,7 @@ from bench.harness import (
     pg_url,
     run_wrk,
     uvicorn_argv,
+    wait_idle,
 )
 
 API = "/api/v1"
@@ -487,9 +488,11 @@ def measure(
     """Warm up, then one measured wrk run with the server's CPU and RSS sampled."""
     url = server.base_url + path
     lua = LUA / script
+    assert server.proc is not None
+    wait_idle(server.proc.pid)
     if ctx.sizes.warmup > 0:
         run_wrk(url, script=lua, connections=connections, duration=ctx.sizes.warmup, env=env)
-    assert server.proc is not None
+        wait_idle(server.proc.pid)
     profiler = start_profiler(ctx, server, scenario, db, workers)
     try:
         with ProcSampler(server.proc.pid) as stats:
