@@ -6,7 +6,7 @@ that format is written or parsed.
 """
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Protocol
 
 from fastapi import Header
@@ -18,10 +18,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core.errors import NotFound, PreconditionFailed
 from app.core.models import utcnow
 
-# Responses show instants as ISO 8601 with an explicit offset ("+00:00"), not the "Z" suffix.
-Instant = Annotated[
-    datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")
-]
+
+def _utc_iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+# Responses show instants in UTC as ISO 8601 with an explicit offset ("+00:00"), whatever
+# offset the client sent.
+Instant = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
 
 IfMatchHeader = Annotated[
     str | None,
