@@ -1,0 +1,243 @@
+"""Task services on the real database: many rows, keyset paging, races, trees, trash, purge."""
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.http import VersionMismatch
+from app.core.models import new_id
+from app.core.pagination import CursorCodec, InvalidCursor, PageParams
+from app.projects import service as project_service
+from app.projects.models import Project
+from app.tasks import position, service
+from app.tasks.exceptions import ContainerInTrash, TaskCycle, TaskNotFound
+from app.tasks.models import Task, TaskStatus
+from app.tasks.schemas import TaskFilters
+from app.trash import service as trash_service
+from app.users import service as user_service
+
+CODEC = CursorCodec("test-secret")
+
+
+async def _user(session: AsyncSession) -> uuid.UUID:
+    user = await user_service.create_user(
+        session, email=f"{uuid.uuid4().hex[:10]}@example.com", hashed_password="x"
+    )
+    await session.commit()
+    return user.id
+
+
+async def _walk(
+    session: AsyncSession, owner_id: uuid.UUID, *, sort: str, limit: int, **filters: object
+) -> list[uuid.UUID]:
+    ids: list[uuid.UUID] = []
+    cursor = None
+    while True:
+        page = await service.list_tasks(
+            session,
+            owner_id=owner_id,
+            filters=TaskFilters(**filters),  # type: ignore[arg-type]
+            sort=sort,
+            page=PageParams(limit=limit, cursor=cursor, include_total=False),
+            codec=CODEC,
+        )
+        ids.extend(task.id for task in page.items)
+        if page.next_cursor is None:
+            return ids
+        cursor = page.next_cursor
+
+
+# Order keys
+
+
+def test_order_keys_stay_ordered_under_random_inserts() -> None:
+    rng = random.Random(4)
+    keys: list[str] = []
+    for _ in range(2000):
+        index = rng.randrange(len(keys) + 1)
+        low = keys[index - 1] if index else None
+        high = keys[index] if index < len(keys) else None
+        key = position.key_between(low, high)
+        assert low is None or low < key
+        assert high is None or key < high
+        keys.insert(index, key)
+    assert keys == sorted(keys)
+    assert len(set(keys)) == len(keys)
+    appended = position.keys_after(None, 5000)
+    assert appended == sorted(appended)
+    assert max(len(key) for key in appended) <= 4  # appending keeps keys short
+
+
+@pytest.mark.parametrize(
+    ("low", "high"), [("a1", "a0"), ("a0", "a0"), ("", None), ("a00", None), ("!x", None)]
+)
+def test_invalid_order_keys_are_refused(low: str, high: str | None) -> None:
+    with pytest.raises(position.InvalidOrderKey):
+        position.key_between(low, high)
+
+
+def test_keys_before_the_first_and_between_integers() -> None:
+    assert position.key_between(None, "a0") < "a0"
+    assert "a0" < position.key_between("a0", "a1") < "a1"
+    assert "Zz" < position.key_between("Zz", "a0") < "a0"
+    assert position.key_between("a0", None) == "a1"
+
+
+# Paging over many rows
+
+
+@pytest.mark.anyio
+async def test_keyset_walks_thousands_of_rows_exactly_once(db_session: AsyncSession) -> None:
+    owner = await _user(db_session)
+    inbox = await project_service.get_inbox(db_session, owner_id=owner)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    keys = position.keys_after(None, 1500)
+    rng = random.Random(7)
+    db_session.add_all(
+        Task(
+            id=new_id(),
+            owner_id=owner,
+            project_id=inbox.id,
+            title=f"t{rng.randrange(50):02d}",
+            priority=rng.randrange(5),
+            status=rng.choice(list(TaskStatus)),
+            due_at=None if i % 3 == 0 else base + timedelta(hours=rng.randrange(100)),
+            position=keys[i],
+            created_at=base + timedelta(minutes=rng.randrange(300)),
+            updated_at=base,
+        )
+        for i in range(1500)
+    )
+    await db_session.commit()
+    for sort in ("created_at", "-priority", "due_at", "-due_at", "position", "title"):
+        ids = await _walk(db_session, owner, sort=sort, limit=200)
+        assert len(ids) == 1500 == len(set(ids)), sort
+    todo = await _walk(db_session, owner, sort="-due_at", limit=37, statuses=(TaskStatus.TODO,))
+    expected = (
+        await db_session.exec(
+            select(Task.id).where(Task.owner_id == owner, Task.status == TaskStatus.TODO)
+        )
+    ).all()
+    assert sorted(todo) == sorted(expected)
+    page = await service.list_tasks(
+        db_session,
+        owner_id=owner,
+        filters=TaskFilters(),
+        sort=None,
+        page=PageParams(limit=20, cursor=None, include_total=True),
+        codec=CODEC,
+    )
+    assert (len(page.items), page.total) == (20, 1500)
+    with pytest.raises(InvalidCursor):
+        await service.list_tasks(
+            db_session,
+            owner_id=owner,
+            filters=TaskFilters(),
+            sort="title",
+            page=PageParams(limit=20, cursor=page.next_cursor, include_total=False),
+            codec=CODEC,
+        )
+
+
+# Races and writes
+
+
+@pytest.mark.anyio
+async def test_a_write_racing_another_is_a_412_not_a_lost_update(
+    db_session: AsyncSession,
+) -> None:
+    owner = await _user(db_session)
+    task = await service.create_task(db_session, owner_id=owner, title="race")
+    await db_session.commit()
+    # A second request read the same version before this one wrote.
+    other = AsyncSession(db_session.bind)
+    async with other:
+        stale = await service.get_task(other, owner_id=owner, task_id=task.id)
+        await service.update_task(db_session, task, {"title": "first"}, if_match='"v1"')
+        await db_session.commit()
+        with pytest.raises(VersionMismatch) as raised:
+            await service.update_task(other, stale, {"title": "second"}, if_match='"v1"')
+        assert raised.value.extra["current_version"] == 2
+    await db_session.refresh(task)
+    assert (task.title, task.version) == ("first", 2)
+
+
+@pytest.mark.anyio
+async def test_cycles_are_refused_through_the_service(db_session: AsyncSession) -> None:
+    owner = await _user(db_session)
+    a = await service.create_task(db_session, owner_id=owner, title="a")
+    b = await service.create_task(db_session, owner_id=owner, title="b", parent_id=a.id)
+    with pytest.raises(TaskCycle):
+        await service.update_task(db_session, a, {"parent_id": b.id})
+
+
+@pytest.mark.anyio
+async def test_moving_into_a_crowded_gap_rebalances_keys(
+    db_session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await _user(db_session)
+    tasks = [await service.create_task(db_session, owner_id=owner, title=f"{i}") for i in range(3)]
+    monkeypatch.setattr(service, "POSITION_REBALANCE_LENGTH", 4)
+    for _ in range(12):
+        await service.update_task(db_session, tasks[2], {"after_id": tasks[0].id})
+        await service.update_task(db_session, tasks[1], {"after_id": tasks[0].id})
+    ordered = await _walk(db_session, owner, sort="position", limit=10)
+    assert ordered == [tasks[0].id, tasks[1].id, tasks[2].id]
+    assert max(len(task.position) for task in tasks) <= 4
+
+
+# Trash and purge
+
+
+@pytest.mark.anyio
+async def test_restore_needs_live_containers(db_session: AsyncSession) -> None:
+    owner = await _user(db_session)
+    project = await project_service.create_project(db_session, owner_id=owner, name="p")
+    parent = await service.create_task(db_session, owner_id=owner, title="p", project_id=project.id)
+    child = await service.create_task(db_session, owner_id=owner, title="c", parent_id=parent.id)
+    assert await service.trash_task(db_session, parent) == [child.id]
+    with pytest.raises(TaskNotFound):
+        await service.get_task(db_session, owner_id=owner, task_id=child.id)
+    await project_service.trash_project(db_session, project)
+    with pytest.raises(ContainerInTrash):
+        await service.restore_task(db_session, parent)
+    await project_service.restore_project(db_session, project)
+    # The parent was trashed on its own before the project: it stays in the trash.
+    with pytest.raises(TaskNotFound):
+        await service.get_task(db_session, owner_id=owner, task_id=parent.id)
+    await service.restore_task(db_session, parent)
+    await db_session.commit()
+    alive = await db_session.exec(select(Task.id).where(col(Task.deleted_at).is_(None)))
+    assert set(alive.all()) == {parent.id, child.id}
+
+
+@pytest.mark.anyio
+async def test_purge_removes_only_expired_trash(db_session: AsyncSession) -> None:
+    owner = await _user(db_session)
+    now = datetime.now(UTC)
+    retention = timedelta(days=30)
+    old_project = await project_service.create_project(db_session, owner_id=owner, name="old")
+    in_old = await service.create_task(
+        db_session, owner_id=owner, title="in old", project_id=old_project.id
+    )
+    old_task = await service.create_task(db_session, owner_id=owner, title="old")
+    old_child = await service.create_task(
+        db_session, owner_id=owner, title="child", parent_id=old_task.id
+    )
+    recent = await service.create_task(db_session, owner_id=owner, title="recent")
+    live = await service.create_task(db_session, owner_id=owner, title="live")
+    await project_service.trash_project(db_session, old_project, now=now - timedelta(days=31))
+    await service.trash_task(db_session, old_task, now=now - timedelta(days=30, seconds=1))
+    await service.trash_task(db_session, recent, now=now - timedelta(days=29))
+    await db_session.commit()
+    result = await trash_service.purge_expired_trash(db_session, now=now, retention=retention)
+    await db_session.commit()
+    assert (result.tasks, result.projects) >= (2, 1)
+    remaining = set((await db_session.exec(select(Task.id))).all())
+    assert remaining == {recent.id, live.id}
+    assert remaining.isdisjoint({in_old.id, old_child.id})
+    assert await db_session.get(Project, old_project.id) is None
