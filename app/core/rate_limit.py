@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from redis.asyncio import ConnectionPool
 from sqlalchemy import Column, Float, Integer, String, Table, case, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -141,14 +142,25 @@ class RateLimiter:
     def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
         self.enabled = settings.RATE_LIMIT_ENABLED
         self.storage: Storage
+        # Our own pool, so that `aclose` can release its connections at shutdown.
+        self._redis_pool: ConnectionPool | None = None
         if settings.RATE_LIMIT_STORAGE_URL:
-            url = settings.RATE_LIMIT_STORAGE_URL
-            if not url.startswith("async+"):
-                url = "async+" + url
-            self.storage = RedisStorage(url, implementation="redispy", key_prefix="tasks-api")
+            url = settings.RATE_LIMIT_STORAGE_URL.removeprefix("async+")
+            self._redis_pool = ConnectionPool.from_url(url)
+            self.storage = RedisStorage(
+                "async+" + url,
+                implementation="redispy",
+                key_prefix="tasks-api",
+                connection_pool=self._redis_pool,  # type: ignore[arg-type]
+            )
         else:
             self.storage = DatabaseStorage(engine)
         self.strategy = FixedWindowRateLimiter(self.storage)
+
+    async def aclose(self) -> None:
+        """Release the Redis connections (the database storage uses the app's engine)."""
+        if self._redis_pool is not None:
+            await self._redis_pool.aclose()
 
     async def _retry_after(self, item: RateLimitItemPerSecond, key: str) -> int:
         stats = await self.strategy.get_window_stats(item, key)

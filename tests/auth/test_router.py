@@ -38,7 +38,15 @@ def test_register_returns_the_public_user_with_a_normalised_email(client: TestCl
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "email", "full_name", "role", "is_active", "created_at", "updated_at"}
+    assert set(body) == {
+        "id",
+        "email",
+        "full_name",
+        "role",
+        "is_active",
+        "created_at",
+        "updated_at",
+    }
     assert body["email"] == email.lower()
     assert body["full_name"] == "Ada Lovelace"
     assert body["role"] == "user"

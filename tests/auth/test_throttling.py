@@ -1,0 +1,243 @@
+"""Sign-in, sign-up, recovery and password-change throttles, on the database and on Redis."""
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.auth.helpers import assert_problem, random_ip
+from tests.factories import API, DEFAULT_PASSWORD, new_user, register, unique_email
+
+REDIS_URL = "redis://127.0.0.1:6379/9"
+WINDOW = 2  # seconds: short enough to wait out, long enough not to end mid-test
+
+
+@dataclass
+class Throttled:
+    """Builds clients for one storage; every key this test creates carries `ip` or an email."""
+
+    make_app: Callable[..., FastAPI]
+    storage: dict[str, Any]
+    ip: str = field(default_factory=random_ip)
+    emails: list[str] = field(default_factory=list)
+
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def app(self, **settings: Any) -> FastAPI:
+        self.settings = {**self.storage, **settings}
+        return self.make_app(**self.settings)
+
+    def elsewhere(self) -> AbstractContextManager[TestClient]:
+        """A client at another address, in another process (app) with the same settings.
+
+        Not a second client of the same app: its lifespan would replace the app's state.
+        """
+        return self.client(self.make_app(**self.settings), ip=random_ip())
+
+    @contextmanager
+    def client(self, app: FastAPI, ip: str | None = None) -> Iterator[TestClient]:
+        with TestClient(app, client=(ip or self.ip, 50000)) as client:
+            limiter = app.state.auth.limiter
+            try:
+                yield client
+            finally:
+                # The lifespan does not close the limiter (see the report): release the Redis
+                # pool on the app's own loop, or its sockets leak into ResourceWarnings.
+                assert client.portal is not None
+                client.portal.call(limiter.aclose)
+
+    def email(self) -> str:
+        email = unique_email("throttle")
+        self.emails.append(email)
+        return email
+
+
+@pytest.fixture(params=["database", "redis"])
+def throttled(
+    request: pytest.FixtureRequest, make_app: Callable[..., FastAPI]
+) -> Iterator[Throttled]:
+    if request.param == "database":
+        yield Throttled(make_app, {})
+        return
+    connection = redis.Redis.from_url(REDIS_URL)
+    throttled = Throttled(make_app, {"RATE_LIMIT_STORAGE_URL": REDIS_URL})
+    try:
+        yield throttled
+    finally:
+        # Only this test's keys: another run may share the Redis database.
+        markers = [throttled.ip, *throttled.emails]
+        keys = [
+            key
+            for key in connection.scan_iter(match="tasks-api*")
+            if any(marker in key.decode() for marker in markers)
+        ]
+        if keys:
+            connection.delete(*keys)
+        connection.close()
+        connection.connection_pool.disconnect()
+
+
+def _token(client: TestClient, email: str, password: str) -> Any:
+    return client.post(f"{API}/auth/token", data={"username": email, "password": password})
+
+
+def test_account_throttle_answers_429_then_lets_in_after_the_window(
+    throttled: Throttled,
+) -> None:
+    app = throttled.app(LOGIN_MAX_FAILURES_PER_ACCOUNT=3, LOGIN_FAILURE_WINDOW_SECONDS=WINDOW)
+    with throttled.client(app) as client:
+        email = throttled.email()
+        register(client, email=email)
+        started = time.monotonic()
+        for _ in range(3):
+            assert_problem(_token(client, email, "wrong-password"), 401, "invalid_credentials")
+        # Past the threshold even the right password is refused, with a Retry-After.
+        blocked = _token(client, email, DEFAULT_PASSWORD)
+        assert_problem(blocked, 429, "rate_limited")
+        assert 1 <= int(blocked.headers["retry-after"]) <= WINDOW + 1
+        # The counter is the account's: another address is refused too.
+        with throttled.elsewhere() as elsewhere:
+            assert_problem(_token(elsewhere, email, DEFAULT_PASSWORD), 429, "rate_limited")
+
+        time.sleep(max(0.0, WINDOW + 0.3 - (time.monotonic() - started)))
+        assert _token(client, email, DEFAULT_PASSWORD).status_code == 200
+
+
+def test_address_throttle_counts_failures_across_accounts(throttled: Throttled) -> None:
+    app = throttled.app(LOGIN_MAX_FAILURES_PER_IP=3, LOGIN_FAILURE_WINDOW_SECONDS=WINDOW)
+    with throttled.client(app) as client:
+        email = throttled.email()
+        register(client, email=email)
+        for _ in range(3):
+            assert _token(client, throttled.email(), "wrong-password").status_code == 401
+        blocked = _token(client, email, DEFAULT_PASSWORD)
+        assert_problem(blocked, 429, "rate_limited")
+        assert int(blocked.headers["retry-after"]) >= 1
+        with throttled.elsewhere() as other_address:
+            assert _token(other_address, email, DEFAULT_PASSWORD).status_code == 200
+
+
+def test_a_successful_sign_in_resets_the_account_counter(throttled: Throttled) -> None:
+    app = throttled.app(LOGIN_MAX_FAILURES_PER_ACCOUNT=3)
+    with throttled.client(app) as client:
+        email = throttled.email()
+        register(client, email=email)
+        for _ in range(2):
+            assert _token(client, email, "wrong-password").status_code == 401
+        assert _token(client, email, DEFAULT_PASSWORD).status_code == 200
+        for _ in range(2):
+            assert _token(client, email, "wrong-password").status_code == 401
+        assert _token(client, email, DEFAULT_PASSWORD).status_code == 200
+
+
+def test_unknown_accounts_are_throttled_like_known_ones(throttled: Throttled) -> None:
+    app = throttled.app(LOGIN_MAX_FAILURES_PER_ACCOUNT=2)
+    with throttled.client(app) as client:
+        known = throttled.email()
+        register(client, email=known)
+        unknown = throttled.email()
+        answers = []
+        for email in (known, unknown):
+            answers.append([_token(client, email, "wrong-password").status_code for _ in range(3)])
+        assert answers == [[401, 401, 429], [401, 401, 429]]
+
+
+def test_counters_are_shared_by_every_process(throttled: Throttled) -> None:
+    settings = {"LOGIN_MAX_FAILURES_PER_ACCOUNT": 2}
+    first_app, second_app = throttled.app(**settings), throttled.app(**settings)
+    with throttled.client(first_app) as first, throttled.client(second_app) as second:
+        email = throttled.email()
+        register(first, email=email)
+        assert _token(first, email, "wrong-password").status_code == 401
+        assert _token(second, email, "wrong-password").status_code == 401
+        assert_problem(_token(first, email, DEFAULT_PASSWORD), 429, "rate_limited")
+        assert_problem(_token(second, email, DEFAULT_PASSWORD), 429, "rate_limited")
+
+
+def test_registration_is_throttled_per_address(throttled: Throttled) -> None:
+    app = throttled.app(REGISTER_MAX_PER_IP=2, REGISTER_WINDOW_SECONDS=WINDOW)
+    with throttled.client(app) as client:
+        for _ in range(2):
+            register(client, email=throttled.email())
+        body = {"email": throttled.email(), "password": DEFAULT_PASSWORD}
+        blocked = client.post(f"{API}/auth/register", json=body)
+        assert_problem(blocked, 429, "rate_limited")
+        assert "retry-after" in blocked.headers
+        with throttled.elsewhere() as other_address:
+            assert other_address.post(f"{API}/auth/register", json=body).status_code == 201
+
+
+def test_recovery_is_throttled_per_email_and_per_address(throttled: Throttled) -> None:
+    app = throttled.app(RECOVERY_MAX_PER_EMAIL=2, RECOVERY_MAX_PER_IP=3)
+    with throttled.client(app) as client:
+        email = throttled.email()
+        recover = f"{API}/auth/password-recovery"
+        statuses = [client.post(recover, json={"email": email}).status_code for _ in range(3)]
+        assert statuses == [202, 202, 429]
+        with throttled.elsewhere() as other_address:
+            # The email's own limit holds from anywhere.
+            assert_problem(other_address.post(recover, json={"email": email}), 429)
+            assert other_address.post(recover, json={"email": throttled.email()}).is_success
+        # This address made 3 requests: its limit is spent for any email.
+        assert_problem(client.post(recover, json={"email": throttled.email()}), 429)
+
+
+def test_wrong_current_passwords_count_against_the_account(throttled: Throttled) -> None:
+    app = throttled.app(LOGIN_MAX_FAILURES_PER_ACCOUNT=2)
+    with throttled.client(app) as client:
+        user = new_user(client, email=throttled.email())
+        change = f"{API}/users/me/password"
+        for _ in range(2):
+            body = {"current_password": "guess-password", "new_password": "new-password-1"}
+            assert_problem(client.post(change, json=body, headers=user.headers), 400)
+        body = {"current_password": user.password, "new_password": "new-password-1"}
+        assert_problem(client.post(change, json=body, headers=user.headers), 429, "rate_limited")
+        assert_problem(_token(client, user.email, user.password), 429)
+
+
+def test_disabled_throttles_never_answer_429(throttled: Throttled) -> None:
+    app = throttled.app(
+        RATE_LIMIT_ENABLED=False,
+        LOGIN_MAX_FAILURES_PER_ACCOUNT=1,
+        LOGIN_MAX_FAILURES_PER_IP=1,
+        REGISTER_MAX_PER_IP=1,
+        RECOVERY_MAX_PER_EMAIL=1,
+        RECOVERY_MAX_PER_IP=1,
+    )
+    with throttled.client(app) as client:
+        email = throttled.email()
+        register(client, email=email)
+        register(client, email=throttled.email())
+        for _ in range(5):
+            assert _token(client, email, "wrong-password").status_code == 401
+            recovery = client.post(f"{API}/auth/password-recovery", json={"email": email})
+            assert recovery.status_code == 202
+        assert _token(client, email, DEFAULT_PASSWORD).status_code == 200
+
+
+def test_throttles_are_on_by_default(make_app: Callable[..., FastAPI]) -> None:
+    from app.core.config import Settings
+
+    assert Settings().RATE_LIMIT_ENABLED is True
+    assert Settings(ENVIRONMENT="production", SECRET_KEY="x" * 40).RATE_LIMIT_ENABLED is True
+    assert make_app().state.settings.RATE_LIMIT_ENABLED is True
+
+
+def test_long_account_keys_do_not_share_a_counter(throttled: Throttled) -> None:
+    """Two long usernames differing only at the end must not share one database counter."""
+    app = throttled.app(LOGIN_MAX_FAILURES_PER_ACCOUNT=2)
+    with throttled.client(app) as client:
+        head = throttled.email().replace("@", "") + "x" * 200
+        first, second = f"{head}a@example.com", f"{head}b@example.com"
+        throttled.emails.extend([first, second])
+        assert len(first) <= 254
+        for _ in range(2):
+            assert _token(client, first, "wrong-password").status_code == 401
+        assert _token(client, first, "wrong-password").status_code == 429
+        assert _token(client, second, "wrong-password").status_code == 401
