@@ -1,5 +1,11 @@
-"""Post-processing of the OpenAPI document: every error is documented as a problem."""
+"""Post-processing of the OpenAPI document: every error is documented as a problem, and the
+links that let a client (or a fuzzer) feed one call's ids into the next are declared here.
 
+Links live in one table instead of on each route: a route's file stays about the route, and a
+new area joins the stateful fuzzing with a line here.
+"""
+
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
@@ -8,14 +14,94 @@ from fastapi.openapi.utils import get_openapi
 from app.core.errors import PROBLEM_MEDIA_TYPE, FieldError, Problem
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_BODY_METHODS = {"post", "put", "patch"}
 
 
 def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}}
 
 
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An OpenAPI link: a `status` answer of `source` gives `target` its `parameters`.
+
+    Parameters map the target's parameter names to runtime expressions such as
+    `$response.body#/id`. A link whose operations do not exist (an area not mounted) is
+    skipped, so the table may name areas before they land.
+    """
+
+    source: str
+    status: str
+    target: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    request_body: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.target.split("-", 1)[-1]
+
+
+_ID = "$response.body#/id"
+_FIRST_ITEM_ID = "$response.body#/items/0/id"
+
+LINKS: tuple[Link, ...] = (
+    # Accounts
+    Link("auth-list_sessions", "200", "auth-delete_session", {"session_id": _FIRST_ITEM_ID}),
+    Link("users-create_user", "201", "users-read_user", {"user_id": _ID}),
+    Link("users-create_user", "201", "users-update_user", {"user_id": _ID}),
+    Link("users-create_user", "201", "users-delete_user", {"user_id": _ID}),
+    Link("users-list_users", "200", "users-read_user", {"user_id": _FIRST_ITEM_ID}),
+    Link("users-update_user", "200", "users-read_user", {"user_id": _ID}),
+    # Projects
+    Link("projects-create_project", "201", "projects-read_project", {"project_id": _ID}),
+    Link("projects-create_project", "201", "projects-update_project", {"project_id": _ID}),
+    Link("projects-create_project", "201", "projects-delete_project", {"project_id": _ID}),
+    Link("projects-list_projects", "200", "projects-read_project", {"project_id": _FIRST_ITEM_ID}),
+    # Labels
+    Link("labels-create_label", "201", "labels-read_label", {"label_id": _ID}),
+    Link("labels-create_label", "201", "labels-update_label", {"label_id": _ID}),
+    Link("labels-create_label", "201", "labels-delete_label", {"label_id": _ID}),
+    # Tasks
+    Link("tasks-create_task", "201", "tasks-read_task", {"task_id": _ID}),
+    Link("tasks-create_task", "201", "tasks-update_task", {"task_id": _ID}),
+    Link("tasks-create_task", "201", "tasks-delete_task", {"task_id": _ID}),
+    Link("tasks-list_tasks", "200", "tasks-read_task", {"task_id": _FIRST_ITEM_ID}),
+)
+
+
+def _operations(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        operation["operationId"]: operation
+        for path_item in schema.get("paths", {}).values()
+        for operation in path_item.values()
+        if isinstance(operation, dict) and "operationId" in operation
+    }
+
+
+def _parameter_names(operation: dict[str, Any]) -> set[str]:
+    return {parameter["name"] for parameter in operation.get("parameters", [])}
+
+
+def add_links(schema: dict[str, Any], links: tuple[Link, ...] = LINKS) -> None:
+    """Declare `links` on the responses of their source operations (where both exist)."""
+    operations = _operations(schema)
+    for link in links:
+        source, target = operations.get(link.source), operations.get(link.target)
+        if source is None or target is None:
+            continue
+        response = source.get("responses", {}).get(link.status)
+        if response is None:
+            continue
+        if not set(link.parameters) <= _parameter_names(target):
+            raise ValueError(f"link {link.source} -> {link.target}: unknown parameter")
+        declared: dict[str, Any] = {"operationId": link.target, "parameters": link.parameters}
+        if link.request_body is not None:
+            declared["requestBody"] = link.request_body
+        response.setdefault("links", {})[link.name] = declared
+
+
 def install_openapi(app: FastAPI) -> None:
-    """Replace FastAPI's default 422 schema with the problem document and add 500 everywhere."""
+    """Document errors as problems (422, 500, and malformed or oversized bodies); add links."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -37,11 +123,17 @@ def install_openapi(app: FastAPI) -> None:
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         for path_item in schema.get("paths", {}).values():
-            for operation in path_item.values():
+            for method, operation in path_item.items():
                 responses = operation.setdefault("responses", {})
                 if "422" in responses:
                     responses["422"] = _problem("Validation error")
+                if method in _BODY_METHODS and "requestBody" in operation:
+                    # A body that is not valid JSON (or form) at all, or one over the size
+                    # limit, is refused before validation by the framework and the middleware.
+                    responses.setdefault("400", _problem("Bad Request"))
+                    responses.setdefault("413", _problem("Content Too Large"))
                 responses.setdefault("500", _problem("Internal Server Error"))
+        add_links(schema)
         app.openapi_schema = schema
         return schema
 

@@ -1,0 +1,37 @@
+"""Fixtures of the security suites."""
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from tests.security import fuzzing
+from tests.security.helpers import ADMIN_SETTINGS
+
+
+def pytest_report_header() -> list[str]:
+    return [
+        f"fuzzing: SCHEMATHESIS_SEED={fuzzing.SEED} FUZZ_EXAMPLES={fuzzing.EXAMPLES}"
+        " (set both to replay this run)"
+    ]
+
+
+@pytest.fixture
+def admin_app(make_app: Callable[..., FastAPI]) -> FastAPI:
+    """An app whose start-up created the admin of `helpers.ADMIN_SETTINGS`."""
+    return make_app(**ADMIN_SETTINGS)
+
+
+@pytest.fixture
+def fuzz_user(admin_app: FastAPI, housekeeping_engine: Engine) -> Iterator[fuzzing.FuzzTarget]:
+    target = fuzzing.FuzzTarget(admin_app, housekeeping_engine)
+    yield target
+    target.close()
+
+
+@pytest.fixture
+def fuzz_admin(admin_app: FastAPI, housekeeping_engine: Engine) -> Iterator[fuzzing.FuzzTarget]:
+    target = fuzzing.FuzzTarget(admin_app, housekeeping_engine, admin=True)
+    yield target
+    target.close()
