@@ -16,7 +16,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Query
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, and_, false, func, or_
+from sqlalchemy import ColumnElement, and_, false, func, or_, tuple_
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -141,11 +141,11 @@ def order_by(keys: Sequence[SortKey]) -> list[Any]:
     return clauses
 
 
-def after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
-    """The predicate selecting rows strictly after `values` in the keyset order."""
+def _after_expanded(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+    # The general form: `a > x OR (a = x AND (b > y OR ...))`, any mix of directions and NULLs.
     if not keys:
         return false()
-    key, value, rest = keys[0], values[0], after(keys[1:], values[1:])
+    key, value, rest = keys[0], values[0], _after_expanded(keys[1:], values[1:])
     column = key.column
     if key.nullable and value is None:
         # Among the NULLs (which sort last), only the remaining keys decide.
@@ -155,6 +155,60 @@ def after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]
     if key.nullable:
         return or_(beyond, column.is_(None), same)
     return or_(beyond, same) if len(keys) > 1 else beyond
+
+
+def after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+    """The predicate selecting rows strictly after `values` in the keyset order.
+
+    When no key is nullable and all run in one direction, this is a row-value comparison,
+    `(a, b) > (x, y)`, which PostgreSQL turns into an index range: the scan starts at the
+    cursor instead of reading and discarding every earlier row. Otherwise it is the
+    equivalent OR expansion.
+    """
+    if not keys:
+        return false()
+    descending = keys[0].descending
+    if any(k.nullable or k.descending != descending for k in keys):
+        return _after_expanded(keys, values)
+    return _row_after([k.column for k in keys], values, descending)
+
+
+def _row_after(
+    columns: Sequence[Any], values: Sequence[Any], descending: bool
+) -> ColumnElement[bool]:
+    # A one-element "row" is just the column; SQLite has no 1-tuple row values.
+    row = columns[0] if len(columns) == 1 else tuple_(*columns)
+    bound = tuple(values) if len(columns) > 1 else values[0]
+    predicate: ColumnElement[bool] = row < bound if descending else row > bound
+    return predicate
+
+
+async def _nulls_last_rows(
+    session: AsyncSession,
+    statement: SelectOfScalar[Any],
+    keys: Sequence[SortKey],
+    values: Sequence[Any] | None,
+    wanted: int,
+) -> list[Any]:
+    # A leading nullable key reads two segments: the rows with a value, then the NULLs.
+    # Each is a plain range of an index on (..., col, tie-breakers), in either direction;
+    # one ORDER BY `col IS NULL, col` would instead sort every matching row on each page.
+    first, rest = keys[0], list(keys[1:])
+    valued = [SortKey(first.column, first.descending), *rest]
+    rows: list[Any] = []
+    if values is None or values[0] is not None:
+        segment = statement.where(first.column.is_not(None))
+        if values is not None:
+            segment = segment.where(after(valued, values))
+        result = await session.exec(segment.order_by(*order_by(valued)).limit(wanted))
+        rows = list(result.all())
+    if len(rows) < wanted:
+        segment = statement.where(first.column.is_(None))
+        if values is not None and values[0] is None:
+            segment = segment.where(after(rest, values[1:]))
+        result = await session.exec(segment.order_by(*order_by(rest)).limit(wanted - len(rows)))
+        rows.extend(result.all())
+    return rows
 
 
 async def paginate(
@@ -172,11 +226,13 @@ async def paginate(
     `key_of(row)` gives the row's values for `keys`; `scope` names the list and its order, so a
     cursor from one list or sort cannot be replayed against another.
     """
-    paged = statement
-    if page.cursor:
-        paged = paged.where(after(keys, codec.decode(page.cursor, scope, len(keys))))
-    result = await session.exec(paged.order_by(*order_by(keys)).limit(page.limit + 1))
-    rows = list(result.all())
+    values = codec.decode(page.cursor, scope, len(keys)) if page.cursor else None
+    if keys and keys[0].nullable:
+        rows = await _nulls_last_rows(session, statement, keys, values, page.limit + 1)
+    else:
+        paged = statement if values is None else statement.where(after(keys, values))
+        result = await session.exec(paged.order_by(*order_by(keys)).limit(page.limit + 1))
+        rows = list(result.all())
     next_cursor = None
     if len(rows) > page.limit:
         rows = rows[: page.limit]

@@ -117,6 +117,8 @@ class Task(UUIDPrimaryKey, Timestamps, table=True):
             postgresql_where=_LIVE,
             sqlite_where=_LIVE,
         ),
+        # Due-date lists read the dated rows, then the undated ones (NULLs last, see
+        # `paginate`): both are ranges of this one index, in either direction.
         Index(
             "ix_task_owner_id_due_at",
             "owner_id",
@@ -130,6 +132,7 @@ class Task(UUIDPrimaryKey, Timestamps, table=True):
             "owner_id",
             "status",
             "due_at",
+            "id",
             postgresql_where=_LIVE,
             sqlite_where=_LIVE,
         ),

@@ -2,7 +2,7 @@
 
 Revision ID: e8723edb4ed7
 Revises: f445293a1640
-Create Date: 2026-11-22 00:16:23.566152
+Create Date: 2026-11-22 00:26:35.637067
 """
 
 from collections.abc import Sequence
@@ -131,7 +131,7 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             "ix_task_owner_id_status_due_at",
-            ["owner_id", "status", "due_at"],
+            ["owner_id", "status", "due_at", "id"],
             unique=False,
             postgresql_where=sa.text("deleted_at IS NULL"),
             sqlite_where=sa.text("deleted_at IS NULL"),
