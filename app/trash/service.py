@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Unpack, cast
+from typing import Any, cast
 
 from sqlalchemy import Select, delete, literal, null, union_all
 from sqlalchemy import select as sa_select
@@ -29,7 +29,7 @@ async def list_trash(
     Only rows deleted on their own are listed: the tasks a project or parent took along are
     restored with it and are not items of their own.
     """
-    tasks: Select[Unpack[tuple[Any, ...]]] = sa_select(
+    tasks: Select[*tuple[Any, ...]] = sa_select(
         literal("task").label("kind"),
         col(Task.id).label("id"),
         col(Task.title).label("name"),
@@ -40,7 +40,7 @@ async def list_trash(
         col(Task.deleted_at).is_not(None),
         col(Task.trashed_with).is_(None),
     )
-    projects: Select[Unpack[tuple[Any, ...]]] = sa_select(
+    projects: Select[*tuple[Any, ...]] = sa_select(
         literal("project").label("kind"),
         col(Project.id).label("id"),
         col(Project.name).label("name"),
