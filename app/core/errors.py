@@ -161,6 +161,7 @@ _HTTP_CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    422: "validation_error",
     429: "rate_limited",
 }
 
@@ -250,9 +251,15 @@ async def _validation_error_handler(_request: Request, exc: Exception) -> JSONRe
 async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     # The traceback goes to the log, never to the client.
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    # This handler runs outermost, after the request-id middleware has gone: add it back.
+    # This handler runs outermost, after the request-id and security-header middleware have
+    # gone: add their headers back.
+    from app.core.middleware import security_headers  # the middleware module imports this one
+
+    settings = getattr(request.app.state, "settings", None)
+    headers = security_headers(hsts=getattr(settings, "ENVIRONMENT", None) == "production")
     request_id = correlation_id.get()
-    headers = {"X-Request-ID": request_id} if request_id else None
+    if request_id:
+        headers["X-Request-ID"] = request_id
     return problem_response(500, "internal_error", "An unexpected error occurred.", headers=headers)
 
 

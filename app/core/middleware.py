@@ -1,17 +1,27 @@
 """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): body limits and security headers."""
 
+import re
+
 from fastapi import HTTPException
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import problem_response
 
+# A NUL character: raw, percent-encoded (query strings, forms), or as a JSON escape that is not
+# itself escaped (`\\u0000` is those six characters, and fine).
+_NUL_URLENCODED = re.compile(rb"\x00|%00")
+_NUL_JSON = re.compile(rb"\x00|(?<!\\)(?:\\\\)*\\u0000")
+NUL_DETAIL = "Text must not contain NUL characters."
+
 
 class BodySizeLimitMiddleware:
     """Refuse request bodies over `max_bytes` with a 413 problem, declared or streamed.
 
     FastAPI's own `max_body_size` answers a declared oversize body in text/plain, outside
-    the problem format, hence this small middleware.
+    the problem format, hence this small middleware. It also refuses NUL characters in the
+    query string and body with a 422: no client has a reason to send one, PostgreSQL cannot
+    store one in text (a 500 otherwise), and SQLite would store it silently.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -22,6 +32,13 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _NUL_URLENCODED.search(scope.get("query_string", b"")) or "\x00" in scope["path"]:
+            await problem_response(422, "validation_error", NUL_DETAIL)(scope, receive, send)
+            return
+        nul = _NUL_JSON
+        for name, value in scope["headers"]:
+            if name == b"content-type" and b"x-www-form-urlencoded" in value.lower():
+                nul = _NUL_URLENCODED
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = int(value) if value.isdigit() else None
@@ -39,16 +56,22 @@ class BodySizeLimitMiddleware:
                 return
 
         received = 0
+        body = bytearray()
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
                     # A chunked body declares no length: stop reading once it is over the limit.
                     # An HTTPException, so FastAPI's body parser passes it through untouched.
                     raise HTTPException(413, f"The request body exceeds {self.max_bytes} bytes.")
+                # Checked whole (at most max_bytes), so an escape split across chunks counts.
+                body.extend(chunk)
+                if not message.get("more_body", False) and nul.search(body):
+                    raise HTTPException(422, NUL_DETAIL)
             return message
 
         await self.app(scope, limited_receive, send)
@@ -63,6 +86,16 @@ SECURITY_HEADERS = {
 }
 # The API itself serves only JSON; the docs pages need scripts and styles of their own.
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+
+
+def security_headers(*, hsts: bool, docs: bool = False) -> dict[str, str]:
+    """The headers every answer carries (also added by the 500 handler, which runs outside)."""
+    headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS.items()}
+    if not docs:
+        headers["content-security-policy"] = API_CSP.decode()
+    if hsts:
+        headers["strict-transport-security"] = "max-age=63072000"
+    return headers
 
 
 class SecurityHeadersMiddleware:
@@ -81,12 +114,8 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name.decode(), value.decode())
-                if not is_docs:
-                    headers.setdefault("content-security-policy", API_CSP.decode())
-                if self.hsts:
-                    headers.setdefault("strict-transport-security", "max-age=63072000")
+                for name, value in security_headers(hsts=self.hsts, docs=is_docs).items():
+                    headers.setdefault(name, value)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

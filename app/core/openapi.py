@@ -100,6 +100,33 @@ def add_links(schema: dict[str, Any], links: tuple[Link, ...] = LINKS) -> None:
         response.setdefault("links", {})[link.name] = declared
 
 
+# The body-limit middleware refuses NUL characters in input (see app/core/middleware.py).
+NO_NUL_PATTERN = "^[^\\x00]*$"
+
+
+def _forbid_nul(schema: dict[str, Any], components: dict[str, Any], seen: set[str]) -> None:
+    """Say on every input string that it cannot hold a NUL, following references once."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rsplit("/", 1)[-1]
+        if name not in seen and name in components:
+            seen.add(name)
+            _forbid_nul(components[name], components, seen)
+        return
+    free_text = schema.get("format") in {None, "password", "email"}
+    constrained = {"pattern", "enum", "const"} & schema.keys()
+    if schema.get("type") == "string" and free_text and not constrained:
+        schema["pattern"] = NO_NUL_PATTERN
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key, []):
+            _forbid_nul(sub, components, seen)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            _forbid_nul(schema[key], components, seen)
+    for sub in schema.get("properties", {}).values():
+        _forbid_nul(sub, components, seen)
+
+
 def install_openapi(app: FastAPI) -> None:
     """Document errors as problems (422, 500, and malformed or oversized bodies); add links."""
 
@@ -133,6 +160,11 @@ def install_openapi(app: FastAPI) -> None:
                     responses.setdefault("400", _problem("Bad Request"))
                     responses.setdefault("413", _problem("Content Too Large"))
                 responses.setdefault("500", _problem("Internal Server Error"))
+                seen: set[str] = set()
+                for parameter in operation.get("parameters", []):
+                    _forbid_nul(parameter.get("schema", {}), components, seen)
+                for media in operation.get("requestBody", {}).get("content", {}).values():
+                    _forbid_nul(media.get("schema", {}), components, seen)
         add_links(schema)
         app.openapi_schema = schema
         return schema
