@@ -114,7 +114,7 @@ async def get_current_active_user(user: CurrentUser) -> User:
 ActiveUser = Annotated[User, Depends(get_current_active_user)]
 
 
-async def get_active_principal(principal: CurrentPrincipal, _user: ActiveUser) -> Principal:
+async def get_active_principal(_user: ActiveUser, principal: CurrentPrincipal) -> Principal:
     """The caller's sign-in session, for routes that act on it; an inactive account is a 401."""
     return principal
 
