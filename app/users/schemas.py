@@ -7,7 +7,7 @@ from typing import Annotated, Self
 from pydantic import StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import Email, InputModel, Password
+from app.core.schemas import PASSWORD_MAX_LENGTH, Email, InputModel, Password
 from app.users.models import FULL_NAME_MAX_LENGTH, Role
 
 # No control characters: PostgreSQL refuses NUL in text (a 500 rather than a 422), and a
@@ -62,7 +62,8 @@ class UserUpdate(UserUpdateMe):
 
 
 class PasswordChange(InputModel):
-    current_password: str = Field(max_length=1024)
+    # No stored password is longer than a new one may be: a longer guess cannot match.
+    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)
     new_password: Password
 
 
