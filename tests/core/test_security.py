@@ -1,0 +1,247 @@
+"""Password hashing (argon2id, legacy bcrypt, off the event loop) and the token codec."""
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from passlib.hash import bcrypt
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.config import Settings
+from app.core.security import (
+    InvalidToken,
+    PasswordHasher,
+    TokenCodec,
+    TokenType,
+    password_fingerprint,
+)
+from app.users import service as user_service
+from tests.auth.helpers import assert_problem, in_session
+from tests.factories import API, new_user, register, sign_in
+
+DEFAULTS = Settings(SECRET_KEY="x" * 40)
+
+
+def test_default_settings_hash_with_argon2id_and_owasp_parameters() -> None:
+    hashed = PasswordHasher(DEFAULTS).hash_sync("correct horse battery staple")
+    assert hashed.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+def test_the_parameters_come_from_the_settings() -> None:
+    settings = Settings(ARGON2_MEMORY_KIB=1024, ARGON2_TIME_COST=1, ARGON2_PARALLELISM=2)
+    assert (
+        PasswordHasher(settings)
+        .hash_sync("pw-pw-pw-pw")
+        .startswith("$argon2id$v=19$m=1024,t=1,p=2$")
+    )
+
+
+def test_building_a_hasher_does_not_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built in the lifespan, on the event loop: it must not hash there (not even a dummy)."""
+    calls: list[str] = []
+    hasher = PasswordHasher(DEFAULTS)
+    real = hasher.context.hash
+    monkeypatch.setattr(hasher.context, "hash", lambda secret: calls.append(secret) or real(secret))
+    assert calls == []
+    assert hasher.verify_and_update_sync("anything", None) == (False, None)
+    assert len(calls) == 1  # the dummy hash, made on first use, in the caller's thread
+    hasher.verify_and_update_sync("anything", None)
+    assert len(calls) == 1
+
+
+def test_a_128_character_multibyte_password_counts_every_byte(settings: Settings) -> None:
+    hasher = PasswordHasher(settings)
+    password = "密码🔑é" * 32
+    assert len(password) == 128
+    assert len(password.encode()) > 72 * 4  # far past bcrypt's silent 72-byte cut
+    hashed = hasher.hash_sync(password)
+    assert hasher.verify_and_update_sync(password, hashed) == (True, None)
+    for changed in (password[:-1] + "x", "x" + password[1:], password[:64] + "x" + password[65:]):
+        assert hasher.verify_and_update_sync(changed, hashed) == (False, None)
+
+
+def test_a_128_character_multibyte_password_signs_in(client: TestClient) -> None:
+    password = "密码🔑é" * 32
+    user = register(client, password=password)
+    sign_in(client, user["email"], password)
+    wrong = client.post(
+        f"{API}/auth/token", data={"username": user["email"], "password": password[:-1] + "x"}
+    )
+    assert_problem(wrong, 401, "invalid_credentials")
+
+
+@pytest.mark.parametrize(
+    ("password", "stored"),
+    [
+        ("x" * 5000, None),  # passlib refuses over 4 KiB: still just a mismatch
+        ("x" * 5000, "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"),
+        ("password", "not-a-hash"),
+        ("password", ""),
+        ("password", "$2b$12$short"),
+    ],
+    ids=["huge-unknown", "huge-known", "garbage", "empty", "truncated-bcrypt"],
+)
+def test_verify_never_raises(settings: Settings, password: str, stored: str | None) -> None:
+    assert PasswordHasher(settings).verify_and_update_sync(password, stored) == (False, None)
+
+
+def test_outdated_argon2_parameters_are_flagged_for_upgrade(settings: Settings) -> None:
+    old = PasswordHasher(settings).hash_sync("pw-pw-pw-pw")
+    ok, new_hash = PasswordHasher(DEFAULTS).verify_and_update_sync("pw-pw-pw-pw", old)
+    assert ok
+    assert new_hash is not None
+    assert new_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+def test_a_legacy_bcrypt_hash_verifies_and_is_upgraded_on_sign_in(
+    app: FastAPI, client: TestClient
+) -> None:
+    password = "legacy-password-1"
+    user = register(client)
+    legacy = bcrypt.using(rounds=4).hash(password)
+    assert legacy.startswith("$2b$04$")
+
+    async def store_legacy_hash(session: AsyncSession) -> None:
+        row = await user_service.get_user(session, uuid.UUID(user["id"]))
+        await user_service.update_user(session, row, {}, hashed_password=legacy)
+
+    async def stored_hash(session: AsyncSession) -> str:
+        row = await user_service.get_user_by_email(session, user["email"])
+        assert row is not None
+        return row.hashed_password
+
+    in_session(app, store_legacy_hash)
+    assert in_session(app, stored_hash) == legacy
+
+    wrong = client.post(
+        f"{API}/auth/token", data={"username": user["email"], "password": "not-the-password"}
+    )
+    assert_problem(wrong, 401, "invalid_credentials")
+    assert in_session(app, stored_hash) == legacy  # no upgrade without the right password
+
+    sign_in(client, user["email"], password)
+    upgraded = in_session(app, stored_hash)
+    assert upgraded.startswith("$argon2id$")
+    sign_in(client, user["email"], password)
+    assert in_session(app, stored_hash) == upgraded  # upgraded once, then left alone
+
+
+def test_the_bcrypt_backend_is_one_passlib_works_with() -> None:
+    import bcrypt as bcrypt_module
+
+    major, minor = (int(part) for part in bcrypt_module.__version__.split(".")[:2])
+    assert (major, minor) < (4, 1)  # passlib 1.7.4 breaks from bcrypt 4.1 on
+    assert bcrypt.verify("pw", bcrypt.using(rounds=4).hash("pw"))
+
+
+@pytest.mark.anyio
+async def test_hashing_runs_off_the_event_loop() -> None:
+    """While four default-cost hashes run, the loop keeps ticking every few milliseconds.
+
+    If hashing ran on the loop, the ticker would stall for a whole hash (tens of ms), and
+    the capacity limiter would never have lent a worker thread.
+    """
+    hasher = PasswordHasher(DEFAULTS)
+    started = time.perf_counter()
+    hasher.hash_sync("calibration")
+    one_hash = time.perf_counter() - started
+    assert one_hash > 0.02, "the default parameters should make one hash cost real time"
+
+    gaps: list[float] = []
+    borrowed: list[float] = []
+    done = anyio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await anyio.sleep(0.002)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            borrowed.append(hasher.limiter.borrowed_tokens)
+            last = now
+
+    async def hash_four() -> list[str]:
+        results: list[str] = []
+
+        async def one(index: int) -> None:
+            results.append(await hasher.hash(f"password-{index}"))
+
+        async with anyio.create_task_group() as group:
+            for index in range(4):
+                group.start_soon(one, index)
+        done.set()
+        return results
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ticker)
+        results = await hash_four()
+    assert len(results) == 4
+    assert max(borrowed) == DEFAULTS.PASSWORD_HASH_CONCURRENCY  # worker threads, capped
+    assert max(gaps) < one_hash / 2, (max(gaps), one_hash)
+
+
+@pytest.mark.anyio
+async def test_verify_runs_in_a_worker_thread(settings: Settings) -> None:
+    import threading
+
+    hasher = PasswordHasher(settings)
+    hashed = await hasher.hash("pw-pw-pw-pw")
+    threads: list[int] = []
+    real = hasher.verify_and_update_sync
+
+    def spy(password: str, stored: str | None) -> Any:
+        threads.append(threading.get_ident())
+        return real(password, stored)
+
+    hasher.verify_and_update_sync = spy  # type: ignore[method-assign]
+    assert await hasher.verify("pw-pw-pw-pw", hashed)
+    assert threads
+    assert threads[0] != threading.get_ident()
+
+
+def test_password_fingerprint_follows_the_hash(settings: Settings) -> None:
+    hasher = PasswordHasher(settings)
+    first, second = hasher.hash_sync("same-password"), hasher.hash_sync("same-password")
+    assert password_fingerprint(first) == password_fingerprint(first)
+    assert password_fingerprint(first) != password_fingerprint(second)
+    assert "same-password" not in password_fingerprint(first)
+
+
+@pytest.mark.parametrize("token_type", list(TokenType))
+def test_tokens_decode_only_as_their_own_type(settings: Settings, token_type: TokenType) -> None:
+    codec = TokenCodec(settings)
+    token, claims = codec.encode(
+        subject="someone", token_type=token_type, lifetime=timedelta(minutes=1), session_id="s"
+    )
+    decoded = codec.decode(token, token_type)
+    assert (decoded.subject, decoded.jti, decoded.session_id) == ("someone", claims.jti, "s")
+    for other in set(TokenType) - {token_type}:
+        with pytest.raises(InvalidToken):
+            codec.decode(token, other)
+
+
+def test_tokens_from_another_issuer_are_refused(settings: Settings) -> None:
+    ours = TokenCodec(settings)
+    theirs = TokenCodec(settings.model_copy(update={"JWT_ISSUER": "someone-else"}))
+    token, _ = theirs.encode(
+        subject="x", token_type=TokenType.ACCESS, lifetime=timedelta(minutes=1)
+    )
+    with pytest.raises(InvalidToken):
+        ours.decode(token, TokenType.ACCESS)
+
+
+def test_rs256_without_keys_is_refused(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="RS256"):
+        TokenCodec(settings.model_copy(update={"JWT_ALGORITHM": "RS256"}))
+
+
+def test_the_api_never_shows_a_hash(client: TestClient) -> None:
+    user = new_user(client)
+    body = client.get(f"{API}/users/me", headers=user.headers).text
+    assert "argon2" not in body
+    assert "hashed_password" not in body
