@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Protocol
 
 from fastapi import Header
-from pydantic import PlainSerializer
+from pydantic import AwareDatetime, BeforeValidator, PlainSerializer
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -22,6 +22,17 @@ from app.core.models import utcnow
 def _utc_iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
+
+def _iso_only(value: object) -> object:
+    # Pydantic would read a bare number as Unix seconds; the API documents ISO 8601 only.
+    text = str(value).strip() if isinstance(value, str | int | float) else None
+    if text is not None and text.lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("expected an ISO 8601 date-time with a UTC offset")
+    return value
+
+
+# An instant a client sends: ISO 8601 with an offset; naive or numeric values are a 422.
+InstantIn = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 # Responses show instants in UTC as ISO 8601 with an explicit offset ("+00:00"), whatever
 # offset the client sent.

@@ -13,7 +13,9 @@ from app.projects.models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
 
 # "#rrggbb"; shared by projects and labels.
 Color = Annotated[
-    str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$"), PydanticField(examples=["#3b82f6"])
+    str,
+    StringConstraints(max_length=7, pattern=r"^#[0-9a-fA-F]{6}$"),
+    PydanticField(examples=["#3b82f6"]),
 ]
 ProjectName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH)

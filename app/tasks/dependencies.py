@@ -4,11 +4,11 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Path, Query
-from pydantic import AwareDatetime
 
 from app.auth.dependencies import ActiveUser
 from app.core.db import SessionDep
 from app.core.errors import UnprocessableEntity
+from app.core.http import InstantIn
 from app.tasks import service
 from app.tasks.models import PRIORITY_MAX, PRIORITY_MIN, Task, TaskStatus
 from app.tasks.schemas import TaskFilters
@@ -53,10 +53,10 @@ def task_filters(
         Query(max_length=MAX_FILTER_VALUES, description="Carrying every one of these labels."),
     ] = None,
     due_before: Annotated[
-        AwareDatetime | None, Query(description="Due strictly before this instant (with offset).")
+        InstantIn | None, Query(description="Due strictly before this instant (with offset).")
     ] = None,
     due_after: Annotated[
-        AwareDatetime | None, Query(description="Due at or after this instant (with offset).")
+        InstantIn | None, Query(description="Due at or after this instant (with offset).")
     ] = None,
     overdue: Annotated[
         bool | None, Query(description="Due in the past and not done (or the opposite).")
@@ -75,10 +75,10 @@ def task_filters(
         ),
     ] = None,
     updated_since: Annotated[
-        AwareDatetime | None, Query(description="Changed at or after this instant.")
+        InstantIn | None, Query(description="Changed at or after this instant.")
     ] = None,
     completed_since: Annotated[
-        AwareDatetime | None, Query(description="Completed at or after this instant.")
+        InstantIn | None, Query(description="Completed at or after this instant.")
     ] = None,
 ) -> TaskFilters:
     """The list filters shared by `/tasks` and `/projects/{id}/tasks`.

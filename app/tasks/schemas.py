@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import AwareDatetime, StringConstraints, model_validator
+from pydantic import StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.http import Instant
+from app.core.http import Instant, InstantIn
 from app.core.schemas import InputModel
 from app.labels.schemas import LabelBrief
 from app.tasks.models import (
@@ -53,7 +53,7 @@ class TaskCreate(InputModel):
     description: Description | None = None
     status: TaskStatus = TaskStatus.TODO
     priority: Priority = 0
-    due_at: AwareDatetime | None = Field(
+    due_at: InstantIn | None = Field(
         default=None, schema_extra={"examples": ["2026-05-01T17:00:00+02:00"]}
     )
     project_id: uuid.UUID | None = None
@@ -73,7 +73,7 @@ class TaskUpdate(InputModel):
     description: Description | None = None
     status: TaskStatus = Field(default=None)
     priority: Priority = Field(default=None)
-    due_at: AwareDatetime | None = None
+    due_at: InstantIn | None = None
     project_id: uuid.UUID = Field(default=None)
     parent_id: uuid.UUID | None = None
     label_ids: LabelIds = Field(default=None)

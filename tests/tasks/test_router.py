@@ -750,3 +750,12 @@ def test_other_users_tasks_are_404_on_every_verb(client: TestClient) -> None:
     assert walk(client, other, "/trash") == []
     # And the owner's task is untouched.
     assert _get(client, owner, theirs["id"]).json() == theirs
+
+
+@pytest.mark.parametrize("value", ["0.5", "1700000000", "-3"])
+def test_numeric_instants_are_not_unix_seconds(client: TestClient, value: str) -> None:
+    user = new_user(client)
+    response = client.get(f"{API}/tasks", headers=user.headers, params={"updated_since": value})
+    assert_problem(response, 422, "validation_error")
+    body = client.post(f"{API}/tasks", headers=user.headers, json={"title": "x", "due_at": 5})
+    assert_problem(body, 422, "validation_error")
