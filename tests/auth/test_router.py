@@ -66,8 +66,8 @@ def test_register_a_taken_email_in_other_case_is_a_409_problem(client: TestClien
 
 @pytest.mark.parametrize(
     "password",
-    ["a" * 8, "b" * 128, "é" * 128, "🔑" * 128, "spaces  in it", "nul\x00byte-inside"],
-    ids=["8-chars", "128-ascii", "128-two-byte", "128-four-byte", "spaces", "nul"],
+    ["a" * 8, "b" * 128, "é" * 128, "🔑" * 128, "spaces  in it"],
+    ids=["8-chars", "128-ascii", "128-two-byte", "128-four-byte", "spaces"],
 )
 def test_register_accepts_passwords_of_8_to_128_characters(
     client: TestClient, password: str
