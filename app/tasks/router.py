@@ -5,6 +5,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.dependencies import ActiveUser, AuthDep
 from app.core.db import SessionDep
@@ -89,6 +90,12 @@ async def bulk_tasks(data: BulkRequest, user: ActiveUser, session: SessionDep) -
     moved on its own leaves its parent), `add_labels` / `remove_labels` (`label_ids`), `delete`.
     """
     return await service.bulk(session, owner_id=user.id, operations=data.operations)
+
+
+@router.api_route("/tasks/bulk", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def bulk_tasks_other_methods() -> None:
+    """Only POST exists here: 405, rather than reading "bulk" as a malformed task id (422)."""
+    raise StarletteHTTPException(status_code=405, headers={"Allow": "POST"})
 
 
 @router.get(

@@ -759,3 +759,11 @@ def test_numeric_instants_are_not_unix_seconds(client: TestClient, value: str) -
     assert_problem(response, 422, "validation_error")
     body = client.post(f"{API}/tasks", headers=user.headers, json={"title": "x", "due_at": 5})
     assert_problem(body, 422, "validation_error")
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE", "PUT"])
+def test_bulk_path_takes_only_post(client: TestClient, method: str) -> None:
+    user = new_user(client)
+    response = client.request(method, f"{API}/tasks/bulk", headers=user.headers, json={})
+    assert_problem(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
