@@ -11,7 +11,7 @@ from app.api import api_router
 from app.auth.service import AuthComponents
 from app.bootstrap import ensure_first_admin
 from app.core.config import Settings, get_settings
-from app.core.db import Database
+from app.core.db import Database, create_engine
 from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -37,12 +37,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database = Database(settings)
     hasher = PasswordHasher(settings)
+    # Counters get a small pool of their own: a request that holds a pooled connection must
+    # never wait for a second one from the same pool to count a failure; under load that
+    # deadlocks the pool.
+    limiter_engine = create_engine(settings, pool_size=2, max_overflow=4)
     app.state.database = database
     app.state.auth = AuthComponents(
         settings=settings,
         hasher=hasher,
         tokens=TokenCodec(settings),
-        limiter=RateLimiter(settings, database.engine),
+        limiter=RateLimiter(settings, limiter_engine),
         mailer=create_mailer(settings),
         cursors=CursorCodec(settings.SECRET_KEY.get_secret_value()),
     )
@@ -50,6 +54,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_first_admin(settings, database, hasher)
         yield
     finally:
+        await app.state.auth.limiter.aclose()
+        await limiter_engine.dispose()
         await database.dispose()
 
 

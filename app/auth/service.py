@@ -24,6 +24,7 @@ from app.auth.exceptions import (
 from app.auth.models import USER_AGENT_MAX_LENGTH, AuthSession
 from app.auth.schemas import SessionPublic, TokenPair
 from app.core.config import Settings
+from app.core.db import end_read_only_transaction
 from app.core.errors import TooManyRequests
 from app.core.mail import Mail, Mailer
 from app.core.models import utcnow
@@ -175,6 +176,7 @@ async def sign_in(
     await _throttle_check(auth.limiter, [account_key, ip_key], window)
 
     user = await user_service.get_user_by_email(session, email) if len(email) <= 254 else None
+    await end_read_only_transaction(session)
     ok, new_hash = await auth.hasher.verify_and_update(
         password, user.hashed_password if user else None
     )
@@ -456,6 +458,7 @@ async def reset_password(
         raise InvalidResetToken()
     ensure_password_not_email(new_password, user.email)
     old_hash = user.hashed_password
+    await end_read_only_transaction(session)
     new_hash = await auth.hasher.hash(new_password)
     now = utcnow()
     swapped = await session.exec(

@@ -26,15 +26,17 @@ def _tune_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """Build the process's engine for the configured database."""
+def create_engine(
+    settings: Settings, *, pool_size: int | None = None, max_overflow: int | None = None
+) -> AsyncEngine:
+    """Build an engine for the configured database (the pool sized by the settings)."""
     url = settings.async_database_url
     if settings.is_postgres:
         return create_async_engine(
             url,
             echo=settings.DB_ECHO,
-            pool_size=settings.DB_POOL_SIZE,
-            max_overflow=settings.DB_MAX_OVERFLOW,
+            pool_size=settings.DB_POOL_SIZE if pool_size is None else pool_size,
+            max_overflow=settings.DB_MAX_OVERFLOW if max_overflow is None else max_overflow,
             pool_timeout=settings.DB_POOL_TIMEOUT_SECONDS,
             pool_pre_ping=True,
             pool_recycle=1800,
@@ -44,6 +46,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,
         echo=settings.DB_ECHO,
+        pool_size=settings.DB_POOL_SIZE if pool_size is None else pool_size,
+        max_overflow=settings.DB_MAX_OVERFLOW if max_overflow is None else max_overflow,
+        pool_timeout=settings.DB_POOL_TIMEOUT_SECONDS,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
     )
     event.listen(engine.sync_engine, "connect", _tune_sqlite)
@@ -66,6 +71,18 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def end_read_only_transaction(session: AsyncSession) -> None:
+    """Give the session's connection back to the pool before slow work (a password hash).
+
+    Only for a session that has read and not written: ending that transaction loses nothing,
+    and loaded objects stay usable (the sessions do not expire on commit). Holding a pooled
+    connection through a 50 ms hash is what exhausts the pool under a sign-in storm.
+    """
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("end_read_only_transaction() with pending writes")
+    await session.commit()
 
 
 def get_database(request: Request) -> Database:

@@ -158,7 +158,7 @@ class RateLimiter:
         self.strategy = FixedWindowRateLimiter(self.storage)
 
     async def aclose(self) -> None:
-        """Release the Redis connections (the database storage uses the app's engine)."""
+        """Release the Redis connections (the caller owns and disposes the database engine)."""
         if self._redis_pool is not None:
             await self._redis_pool.aclose()
 
