@@ -1,13 +1,12 @@
 """Request and response models for signing in and out."""
 
 import uuid
-from datetime import datetime
 from typing import Literal
 
 from pydantic import ConfigDict
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import Email, InputModel, Password
+from app.core.schemas import Email, InputModel, Instant, Password
 
 TOKEN_MAX_LENGTH = 4096
 
@@ -55,9 +54,9 @@ class SessionPublic(SQLModel):
     """One active sign-in of the caller."""
 
     id: uuid.UUID
-    created_at: datetime
-    last_used_at: datetime
-    expires_at: datetime
+    created_at: Instant
+    last_used_at: Instant
+    expires_at: Instant
     user_agent: str | None
     ip_address: str | None
     current: bool = Field(description="Whether this is the session making the request.")

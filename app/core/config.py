@@ -1,7 +1,8 @@
 """Typed settings, read once from the environment and an optional `.env` file.
 
-Application code never reads `os.environ`: it receives a `Settings` object, either from
-`get_settings()` (the process-wide one) or from the app's state (see `SettingsDep`).
+Application code never reads `os.environ`: `create_app()` takes a `Settings` object (by
+default `get_settings()`, the process-wide one) and hands it to what needs it through
+`app.state` (the lifespan's components), so tests can build an app with any settings.
 """
 
 from functools import lru_cache

@@ -1,4 +1,4 @@
-"""Conditional requests (ETag, If-Match, If-None-Match) and the wire format of instants.
+"""Conditional requests: ETag, If-Match and If-None-Match.
 
 Tasks, projects and labels share one ETag format, `"v<version>"` (strong, quoted), built from
 the row's `version`, which grows by one on every change. The helpers here are the only place
@@ -6,37 +6,16 @@ that format is written or parsed.
 """
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Protocol
 
 from fastapi import Header
-from pydantic import AwareDatetime, BeforeValidator, PlainSerializer
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.errors import NotFound, PreconditionFailed
 from app.core.models import utcnow
-
-
-def _utc_iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
-
-
-def _iso_only(value: object) -> object:
-    # Pydantic would read a bare number as Unix seconds; the API documents ISO 8601 only.
-    text = str(value).strip() if isinstance(value, str | int | float) else None
-    if text is not None and text.lstrip("+-").replace(".", "", 1).isdigit():
-        raise ValueError("expected an ISO 8601 date-time with a UTC offset")
-    return value
-
-
-# An instant a client sends: ISO 8601 with an offset; naive or numeric values are a 422.
-InstantIn = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
-
-# Responses show instants in UTC as ISO 8601 with an explicit offset ("+00:00"), whatever
-# offset the client sent.
-Instant = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
 
 IfMatchHeader = Annotated[
     str | None,

@@ -1,8 +1,18 @@
 """Field types shared by every area's request and response models."""
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
 from sqlmodel import SQLModel
 
 EMAIL_MAX_LENGTH = 254
@@ -38,3 +48,23 @@ class InputModel(SQLModel):
 
     # SQLModel types model_config as its own TypedDict; this is the pydantic key it extends.
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+
+def _utc_iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _iso_only(value: object) -> object:
+    # Pydantic would read a bare number as Unix seconds; the API documents ISO 8601 only.
+    text = str(value).strip() if isinstance(value, str | int | float) else None
+    if text is not None and text.lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("expected an ISO 8601 date-time with a UTC offset")
+    return value
+
+
+# An instant a client sends: ISO 8601 with an offset; naive or numeric values are a 422.
+InstantIn = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+
+# Responses show instants in UTC as ISO 8601 with an explicit offset ("+00:00"), whatever
+# offset the client sent.
+Instant = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]

@@ -6,8 +6,7 @@ from typing import Annotated
 from pydantic import StringConstraints
 from sqlmodel import Field, SQLModel
 
-from app.core.http import Instant
-from app.core.schemas import InputModel
+from app.core.schemas import InputModel, Instant
 from app.labels.models import NAME_MAX_LENGTH
 from app.projects.schemas import Color
 

@@ -7,8 +7,7 @@ from pydantic import Field as PydanticField
 from pydantic import StringConstraints
 from sqlmodel import Field, SQLModel
 
-from app.core.http import Instant
-from app.core.schemas import InputModel
+from app.core.schemas import InputModel, Instant
 from app.projects.models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
 
 # "#rrggbb"; shared by projects and labels.

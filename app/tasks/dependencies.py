@@ -8,7 +8,7 @@ from fastapi import Depends, Path, Query
 from app.auth.dependencies import ActiveUser
 from app.core.db import SessionDep
 from app.core.errors import UnprocessableEntity
-from app.core.http import InstantIn
+from app.core.schemas import InstantIn
 from app.tasks import service
 from app.tasks.models import PRIORITY_MAX, PRIORITY_MIN, Task, TaskStatus
 from app.tasks.schemas import TaskFilters

@@ -8,8 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.http import Instant, InstantIn
-from app.core.schemas import InputModel
+from app.core.schemas import InputModel, Instant, InstantIn
 from app.labels.schemas import LabelBrief
 from app.tasks.models import (
     DESCRIPTION_MAX_LENGTH,

@@ -5,7 +5,7 @@ from typing import Literal
 
 from sqlmodel import SQLModel
 
-from app.core.http import Instant
+from app.core.schemas import Instant
 
 
 class TrashItem(SQLModel):

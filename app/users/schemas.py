@@ -1,13 +1,12 @@
 """Request and response models for users: no client can set a server-owned field."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Self
 
 from pydantic import StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import PASSWORD_MAX_LENGTH, Email, InputModel, Password
+from app.core.schemas import PASSWORD_MAX_LENGTH, Email, InputModel, Instant, Password
 from app.users.models import FULL_NAME_MAX_LENGTH, Role
 
 # No control characters: PostgreSQL refuses NUL in text (a 500 rather than a 422), and a
@@ -73,5 +72,5 @@ class UserPublic(UserBase):
     id: uuid.UUID
     role: Role
     is_active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: Instant
+    updated_at: Instant

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.db import LIKE_ESCAPE, contains_pattern
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.users.exceptions import EmailTaken, LastAdmin, UserNotFound
@@ -130,8 +131,8 @@ async def list_users(
     """Users in sign-up order, filtered by an email fragment and/or the active flag."""
     statement = select(User)
     if email:
-        escaped = email.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        statement = statement.where(col(User.email).like(f"%{escaped}%", escape="\\"))
+        pattern = contains_pattern(email.lower())
+        statement = statement.where(col(User.email).like(pattern, escape=LIKE_ESCAPE))
     if is_active is not None:
         statement = statement.where(col(User.is_active).is_(is_active))
     rows, next_cursor, total = await paginate(
