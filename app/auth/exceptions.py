@@ -36,3 +36,8 @@ class SessionNotFound(NotFound):
 class PasswordIsEmail(UnprocessableEntity):
     code = "password_is_email"
     detail = "The password must not be the email address."
+
+
+class PasswordRequired(UnprocessableEntity):
+    code = "password_required"
+    detail = "Confirm this change with `current_password`."

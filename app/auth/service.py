@@ -19,6 +19,7 @@ from app.auth.exceptions import (
     InvalidResetToken,
     InvalidTokenError,
     PasswordIsEmail,
+    PasswordRequired,
     SessionNotFound,
 )
 from app.auth.models import USER_AGENT_MAX_LENGTH, AuthSession
@@ -365,6 +366,28 @@ async def list_sessions(
     return Page[SessionPublic](items=items, next_cursor=next_cursor, total=total)
 
 
+async def confirm_password(
+    session: AsyncSession, auth: AuthComponents, *, user: User, password: str | None
+) -> None:
+    """Check the signed-in user's password before a sensitive change.
+
+    A wrong password counts as a failed sign-in of the account: a stolen access token must
+    not become an unthrottled oracle for guessing the password.
+    """
+    if password is None:
+        raise PasswordRequired()
+    settings = auth.settings
+    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+    account_key = _login_account_key(settings, user.email)
+    await _throttle_check(auth.limiter, [account_key], window)
+    if not await auth.hasher.verify(password, user.hashed_password):
+        # Undo this request's writes first (authenticate may have touched last_used_at): on
+        # SQLite an open write transaction would lock out the limiter's own connection.
+        await session.rollback()
+        await auth.limiter.hit(account_key[0], limit=account_key[1], window_seconds=window)
+        raise WrongPassword()
+
+
 async def change_password(
     session: AsyncSession,
     auth: AuthComponents,
@@ -373,22 +396,9 @@ async def change_password(
     current_password: str,
     new_password: str,
 ) -> None:
-    """Replace the caller's password and sign out every other session.
-
-    A wrong current password counts as a failed sign-in of the account: a stolen access
-    token must not become an unthrottled oracle for guessing the password.
-    """
+    """Replace the caller's password and sign out every other session."""
     user = principal.user
-    settings = auth.settings
-    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
-    account_key = _login_account_key(settings, user.email)
-    await _throttle_check(auth.limiter, [account_key], window)
-    if not await auth.hasher.verify(current_password, user.hashed_password):
-        # Undo this request's writes first (authenticate may have touched last_used_at): on
-        # SQLite an open write transaction would lock out the limiter's own connection.
-        await session.rollback()
-        await auth.limiter.hit(account_key[0], limit=account_key[1], window_seconds=window)
-        raise WrongPassword()
+    await confirm_password(session, auth, user=user, password=current_password)
     ensure_password_not_email(new_password, user.email)
     user.hashed_password = await auth.hasher.hash(new_password)
     user.updated_at = utcnow()

@@ -40,11 +40,17 @@ async def read_me(user: ActiveUser) -> UserPublic:
     "/me",
     summary="Update my account",
     response_model=UserPublic,
-    responses=problem_responses(401, 409),
+    responses=problem_responses(400, 401, 409, 429),
 )
-async def update_me(data: UserUpdateMe, user: ActiveUser, session: SessionDep) -> UserPublic:
-    """Change the caller's name or email; only the fields sent change."""
-    changes = data.model_dump(exclude_unset=True)
+async def update_me(
+    data: UserUpdateMe, user: ActiveUser, session: SessionDep, auth: AuthDep
+) -> UserPublic:
+    """Change the caller's name or email (with `current_password`); only fields sent change."""
+    changes = data.model_dump(exclude_unset=True, exclude={"current_password"})
+    if changes.get("email") not in (None, user.email):
+        await auth_service.confirm_password(
+            session, auth, user=user, password=data.current_password
+        )
     return _public(await service.update_user(session, user, changes, hashed_password=None))
 
 

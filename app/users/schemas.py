@@ -46,15 +46,23 @@ class UserCreate(UserRegister):
 
 
 class UserUpdateMe(InputModel):
-    """What a user may change about themselves."""
+    """What a user may change about themselves; a new email needs the current password."""
 
     email: Email | None = None
     full_name: FullName | None = None
+    current_password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=PASSWORD_MAX_LENGTH,
+        description="Required to change `email`: a stolen token alone cannot take the account.",
+    )
 
 
-class UserUpdate(UserUpdateMe):
+class UserUpdate(InputModel):
     """What an admin may change about any user."""
 
+    email: Email | None = None
+    full_name: FullName | None = None
     role: Role | None = None
     is_active: bool | None = None
     password: Password | None = None

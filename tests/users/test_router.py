@@ -51,7 +51,9 @@ def test_update_me_changes_only_the_fields_sent(client: TestClient) -> None:
     first = client.patch(ME, json={"full_name": "Ada"}, headers=user.headers)
     assert first.status_code == 200, first.text
     new_email = unique_email("Renamed").upper()
-    second = client.patch(ME, json={"email": new_email}, headers=user.headers)
+    second = client.patch(
+        ME, json={"email": new_email, "current_password": user.password}, headers=user.headers
+    )
     assert second.json()["email"] == new_email.lower()
     assert second.json()["full_name"] == "Ada"
     assert second.json()["updated_at"] > first.json()["created_at"]
@@ -66,9 +68,30 @@ def test_update_me_changes_only_the_fields_sent(client: TestClient) -> None:
 def test_update_me_to_a_taken_email_is_a_409(client: TestClient) -> None:
     user = new_user(client)
     other = register(client)
-    response = client.patch(ME, json={"email": other["email"].upper()}, headers=user.headers)
+    response = client.patch(
+        ME,
+        json={"email": other["email"].upper(), "current_password": user.password},
+        headers=user.headers,
+    )
     assert_problem(response, 409, "email_taken")
     assert client.get(ME, headers=user.headers).json()["email"] == user.email
+
+
+def test_changing_the_email_needs_the_current_password(client: TestClient) -> None:
+    # Otherwise a stolen access token could move the account to the thief's mailbox and
+    # take it over through password recovery.
+    user = new_user(client)
+    new_email = unique_email("thief")
+    missing = client.patch(ME, json={"email": new_email}, headers=user.headers)
+    assert_problem(missing, 422, "password_required")
+    wrong = client.patch(
+        ME, json={"email": new_email, "current_password": "not-my-password"}, headers=user.headers
+    )
+    assert_problem(wrong, 400, "wrong_password")
+    assert client.get(ME, headers=user.headers).json()["email"] == user.email
+    # Re-sending the same email, or changing only the name, needs no password.
+    same = client.patch(ME, json={"email": user.email, "full_name": "Ada"}, headers=user.headers)
+    assert same.status_code == 200
 
 
 @pytest.mark.parametrize(
