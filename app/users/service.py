@@ -4,7 +4,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -70,10 +69,12 @@ async def create_user(
 
 
 async def _active_admin_count(session: AsyncSession) -> int:
-    result = await session.exec(
-        select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.is_active)
+    # Lock the admin rows (PostgreSQL; SQLite has one writer at a time anyway): two admins
+    # demoting each other at once must not both see "another admin is left".
+    admins = await session.exec(
+        select(User.id).where(User.role == Role.ADMIN, col(User.is_active)).with_for_update()
     )
-    return int(result.one())
+    return len(admins.all())
 
 
 async def _guard_last_admin(session: AsyncSession, user: User, changes: Mapping[str, Any]) -> None:
