@@ -842,7 +842,12 @@ def select_scenarios(args: argparse.Namespace) -> list[str]:
     if not args.scenarios:
         return [s.name for s in SCENARIOS if s.smoke or not args.smoke]
     wanted = [w.strip() for w in args.scenarios.split(",") if w.strip()]
-    names = [s.name for s in SCENARIOS if any(s.name.startswith(w) for w in wanted)]
+    # An exact name selects that scenario only (`list`); anything else is a prefix (`list_c`).
+    names = [
+        s.name
+        for s in SCENARIOS
+        if any(s.name == w or (w not in BY_NAME and s.name.startswith(w)) for w in wanted)
+    ]
     unknown = [w for w in wanted if not any(s.name.startswith(w) for s in SCENARIOS)]
     if unknown and unknown != ["floor"]:
         raise SystemExit(f"unknown scenarios: {', '.join(unknown)}")

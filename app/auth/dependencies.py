@@ -66,8 +66,9 @@ class PasswordForm:
 PasswordFormDep = Annotated[PasswordForm, Depends()]
 
 
-def get_auth(request: Request) -> AuthComponents:
+async def get_auth(request: Request) -> AuthComponents:
     """The process's authentication components, built by the lifespan."""
+    # `async def` for trivial dependencies: a plain `def` costs a threadpool round trip.
     auth: AuthComponents = request.app.state.auth
     return auth
 
@@ -75,7 +76,7 @@ def get_auth(request: Request) -> AuthComponents:
 AuthDep = Annotated[AuthComponents, Depends(get_auth)]
 
 
-def get_client(request: Request) -> ClientInfo:
+async def get_client(request: Request) -> ClientInfo:
     """The caller's address (as the server sees it, proxy headers applied) and user agent."""
     host = request.client.host if request.client else "unknown"
     return ClientInfo(ip=host, user_agent=request.headers.get("user-agent"))

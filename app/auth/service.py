@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -279,27 +279,36 @@ async def authenticate(session: AsyncSession, auth: AuthComponents, token: str) 
         raise InvalidTokenError() from exc
     now = utcnow()
     result = await session.exec(
-        select(User, AuthSession.last_used_at)
-        .join(AuthSession, col(AuthSession.user_id) == col(User.id))
-        .where(
-            col(AuthSession.id) == session_id,
-            col(User.id) == user_id,
-            col(AuthSession.revoked_at).is_(None),
-            col(AuthSession.expires_at) > now,
-        )
+        _PRINCIPAL_QUERY, params={"session_id": session_id, "user_id": user_id, "now": now}
     )
     row = result.first()
     if row is None:
         raise InvalidTokenError()
     user, last_used_at = row
     if now - last_used_at > LAST_USED_GRANULARITY:
-        await session.exec(
-            update(AuthSession)
-            .where(col(AuthSession.id) == session_id)
-            .values(last_used_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        await session.exec(_TOUCH_SESSION, params={"session_id": session_id, "now": now})
     return Principal(user=user, session_id=session_id)
+
+
+# The token check runs on every request: its statements are built once, with bound
+# parameters, so SQLAlchemy neither rebuilds the expression nor recomputes its cache key
+# (both are per statement object) on each call.
+_PRINCIPAL_QUERY = (
+    select(User, AuthSession.last_used_at)
+    .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+    .where(
+        col(AuthSession.id) == bindparam("session_id"),
+        col(User.id) == bindparam("user_id"),
+        col(AuthSession.revoked_at).is_(None),
+        col(AuthSession.expires_at) > bindparam("now"),
+    )
+)
+_TOUCH_SESSION = (
+    update(AuthSession)
+    .where(col(AuthSession.id) == bindparam("session_id"))
+    .values(last_used_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
 
 
 async def revoke_session(

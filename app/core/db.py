@@ -27,9 +27,17 @@ def _tune_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
 
 
 def create_engine(
-    settings: Settings, *, pool_size: int | None = None, max_overflow: int | None = None
+    settings: Settings,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    autocommit: bool = False,
 ) -> AsyncEngine:
-    """Build an engine for the configured database (the pool sized by the settings)."""
+    """Build an engine for the configured database (the pool sized by the settings).
+
+    `autocommit=True` (PostgreSQL only) makes autocommit the connections' resting state; see
+    `Database` for why and how transactions are still opened for writes.
+    """
     url = settings.async_database_url
     if settings.is_postgres:
         return create_async_engine(
@@ -42,6 +50,7 @@ def create_engine(
             pool_recycle=1800,
             # Short connect timeout: /health/ready must answer promptly while the server is down.
             connect_args={"timeout": 5, "server_settings": {"timezone": "UTC"}},
+            **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         )
     engine = create_async_engine(
         url,
@@ -55,22 +64,52 @@ def create_engine(
     return engine
 
 
+# Writes run in one transaction at the server's usual level.
+WRITE_ISOLATION_LEVEL = "READ COMMITTED"
+# Methods that never change data: their sessions need no transaction (see `Database`).
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
 class Database:
-    """The engine and session factory of one process, owned by the app's lifespan."""
+    """The engine and session factories of one process, owned by the app's lifespan.
+
+    On PostgreSQL, pooled connections rest in autocommit mode and there are two views of the
+    one pool (one set of connections, one size limit):
+
+    - `engine` / `sessionmaker`: a transaction per session (BEGIN ... COMMIT, READ COMMITTED),
+      for every request that may write and for everything outside requests.
+    - `read_sessionmaker`: no BEGIN/COMMIT, for GET and HEAD requests. Under READ COMMITTED
+      every statement takes its own snapshot anyway, so a read-only request sees exactly what
+      it saw inside a transaction, minus two round trips. (The rare `last_used_at` touch of
+      the token check commits on its own, which is all it needs.)
+
+    Resting in autocommit also makes the pool's pre-ping one round trip (`;`) instead of
+    three: SQLAlchemy's asyncpg ping wraps itself in BEGIN/ROLLBACK outside autocommit.
+    SQLite keeps one transactional engine (its driver opens no transaction for a SELECT).
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.engine = create_engine(settings)
+        base = create_engine(settings, autocommit=settings.is_postgres)
+        self._base = base
+        self.engine = (
+            base.execution_options(isolation_level=WRITE_ISOLATION_LEVEL)
+            if settings.is_postgres
+            else base
+        )
         self.sessionmaker = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False, autoflush=False
+        )
+        self.read_sessionmaker = async_sessionmaker(
+            base, class_=AsyncSession, expire_on_commit=False, autoflush=False
         )
 
     async def ping(self) -> None:
         """Run a trivial query; raises if the database cannot be reached."""
-        async with self.engine.connect() as connection:
+        async with self._base.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        await self._base.dispose()
 
 
 async def end_read_only_transaction(session: AsyncSession) -> None:
@@ -85,8 +124,9 @@ async def end_read_only_transaction(session: AsyncSession) -> None:
     await session.commit()
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     """The process's database, as set up by the lifespan."""
+    # `async def`: FastAPI runs a plain `def` dependency in a worker thread (a round trip).
     database: Database = request.app.state.database
     return database
 
@@ -94,13 +134,25 @@ def get_database(request: Request) -> Database:
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-async def get_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
+async def is_read_only_request(request: Request) -> bool:
+    """Whether the request's method never changes data (GET, HEAD)."""
+    return request.method in READ_ONLY_METHODS
+
+
+ReadOnlyRequest = Annotated[bool, Depends(is_read_only_request)]
+
+
+async def get_session(
+    database: DatabaseDep, read_only: ReadOnlyRequest = False
+) -> AsyncIterator[AsyncSession]:
     """One transaction per request: commit after the endpoint succeeds, roll back on error.
 
     Used with `scope="function"`, so the commit happens before the response is sent: a client
-    never sees a 2xx for a write that did not persist.
+    never sees a 2xx for a write that did not persist. GET and HEAD get a session without a
+    transaction on PostgreSQL (see `Database`); commit and rollback then cost nothing.
     """
-    async with database.sessionmaker() as session:
+    maker = database.read_sessionmaker if read_only else database.sessionmaker
+    async with maker() as session:
         try:
             yield session
         except AppError as exc:

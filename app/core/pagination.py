@@ -54,7 +54,7 @@ class PageParams:
     include_total: bool
 
 
-def page_params(
+async def page_params(
     limit: Annotated[
         int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page (at most 200).")
     ] = DEFAULT_PAGE_SIZE,

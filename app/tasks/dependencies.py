@@ -40,7 +40,7 @@ TaskForUpdate = Annotated[Task, Depends(get_owned_task_for_update)]
 TaskInTrashOrNot = Annotated[Task, Depends(get_owned_task_any)]
 
 
-def task_filters(
+async def task_filters(
     status: Annotated[
         list[TaskStatus] | None,
         Query(max_length=MAX_FILTER_VALUES, description="Any of these statuses (repeatable)."),
