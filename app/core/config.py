@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     ARGON2_MEMORY_KIB: int = Field(default=19456, ge=8)
     ARGON2_TIME_COST: int = Field(default=2, ge=1)
     ARGON2_PARALLELISM: int = Field(default=1, ge=1)
-    PASSWORD_HASH_CONCURRENCY: int = Field(default=2, ge=1, le=64)
+    # Per process. One hash thread next to the event loop: with a worker per core, hashing
+    # can never take every core (bench/README.md, "sign-in storm").
+    PASSWORD_HASH_CONCURRENCY: int = Field(default=1, ge=1, le=64)
 
     CORS_ORIGINS: Annotated[list[AnyHttpUrl], NoDecode] = []
     MAX_REQUEST_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
