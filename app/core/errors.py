@@ -218,11 +218,17 @@ def _allowed_methods(request: Request) -> str:
     resource is a route of its own: `Allow: GET` on a resource that also takes PATCH and DELETE.
     """
     path = request.scope["path"]
-    methods: set[str] = set()
+    exact: set[str] = set()
+    templated: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
-        if route.path and route.methods and compile_path(route.path)[0].match(path):
-            methods |= route.methods
-    return ", ".join(sorted(methods))
+        # Hidden routes only exist to answer 405 (e.g. GET /tasks/bulk); they allow nothing.
+        if not (route.path and route.methods and getattr(route, "include_in_schema", True)):
+            continue
+        regex, _, convertors = compile_path(route.path)
+        if regex.match(path):
+            (templated if convertors else exact).update(route.methods)
+    # A literal path wins over a template that also matches it (/tasks/bulk, /tasks/{id}).
+    return ", ".join(sorted(exact or templated))
 
 
 async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -68,3 +68,17 @@ InstantIn = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 # Responses show instants in UTC as ISO 8601 with an explicit offset ("+00:00"), whatever
 # offset the client sent.
 Instant = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
+
+
+def _number_only(value: object) -> object:
+    # JSON Schema's "integer" admits 2.0 but not "2" or true; pydantic's lax mode takes all
+    # three and strict mode refuses 2.0. This matches the document the API publishes.
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("expected a JSON number")
+    return value
+
+
+# For an integer in a request body: a JSON number with no fractional part (2 or 2.0), never a
+# string or a boolean. Put it after the field's bounds, as in
+# `Annotated[int, Field(ge=0), NUMBER_ONLY]`, so the published schema keeps minimum/maximum.
+NUMBER_ONLY = BeforeValidator(_number_only)

@@ -4,7 +4,7 @@ import uuid
 from typing import Annotated
 
 from pydantic import Field as PydanticField
-from pydantic import StringConstraints
+from pydantic import StrictBool, StringConstraints
 from sqlmodel import Field, SQLModel
 
 from app.core.schemas import InputModel, Instant
@@ -28,7 +28,7 @@ class ProjectCreate(InputModel):
     name: ProjectName = Field(schema_extra={"examples": ["Garden"]})
     description: Description | None = None
     color: Color | None = None
-    is_archived: bool = False
+    is_archived: StrictBool = False
 
 
 class ProjectUpdate(InputModel):
@@ -41,7 +41,7 @@ class ProjectUpdate(InputModel):
     name: ProjectName = Field(default=None)
     description: Description | None = None
     color: Color | None = None
-    is_archived: bool = Field(default=None)
+    is_archived: StrictBool = Field(default=None)
 
 
 class ProjectPublic(SQLModel):

@@ -9,14 +9,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.dependencies import ActiveUser, AuthDep
 from app.core.db import SessionDep
-from app.core.errors import UnprocessableEntity, problem_responses
+from app.core.errors import problem_responses
 from app.core.http import IfMatchHeader, IfNoneMatchHeader, etag_for, if_none_match_matches
 from app.core.pagination import Page, PageParamsDep
 from app.projects.dependencies import OwnedProject
 from app.tasks import service
 from app.tasks.dependencies import OwnedTask, TaskFiltersDep, TaskForUpdate, TaskInTrashOrNot
 from app.tasks.models import Task
-from app.tasks.schemas import BulkRequest, BulkResult, TaskCreate, TaskPublic, TaskSort, TaskUpdate
+from app.tasks.schemas import (
+    BulkRequest,
+    BulkResult,
+    ProjectTaskCreate,
+    TaskCreate,
+    TaskPublic,
+    TaskSort,
+    TaskUpdate,
+)
 
 router = APIRouter(tags=["tasks"])
 
@@ -197,16 +205,14 @@ async def list_project_tasks(
     responses=problem_responses(401, 404, 422),
 )
 async def create_project_task(
-    data: TaskCreate,
+    data: ProjectTaskCreate,
     project: OwnedProject,
     user: ActiveUser,
     session: SessionDep,
     request: Request,
     response: Response,
 ) -> TaskPublic:
-    """Create a task at the end of this project (a different `project_id` in the body: 422)."""
-    if data.project_id not in (None, project.id):
-        raise UnprocessableEntity("`project_id` in the body differs from the path.")
+    """Create a task at the end of this project."""
     fields = {**data.model_dump(), "project_id": project.id}
     task = await service.create_task(session, owner_id=user.id, **fields)
     return _created(task, request, response)

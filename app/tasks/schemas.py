@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import InputModel, Instant, InstantIn
+from app.core.schemas import NUMBER_ONLY, InputModel, Instant, InstantIn
 from app.labels.schemas import LabelBrief
 from app.tasks.models import (
     DESCRIPTION_MAX_LENGTH,
@@ -23,7 +23,7 @@ MAX_BULK_OPERATIONS = 100
 
 Title = Annotated[str, StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH)]
 Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
-Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
+Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX), NUMBER_ONLY]
 LabelIds = Annotated[list[uuid.UUID], Field(max_length=MAX_LABELS_PER_TASK)]
 
 TaskSort = Literal[
@@ -42,8 +42,8 @@ TaskSort = Literal[
 ]
 
 
-class TaskCreate(InputModel):
-    """A new task; it goes to the end of its project (the Inbox unless `project_id` is given).
+class ProjectTaskCreate(InputModel):
+    """A new task in the project named by the path; it goes to the end of that project.
 
     A subtask (`parent_id`) always lives in its parent's project.
     """
@@ -55,9 +55,17 @@ class TaskCreate(InputModel):
     due_at: InstantIn | None = Field(
         default=None, schema_extra={"examples": ["2026-05-01T17:00:00+02:00"]}
     )
-    project_id: uuid.UUID | None = None
     parent_id: uuid.UUID | None = None
     label_ids: LabelIds = Field(default_factory=list)
+
+
+class TaskCreate(ProjectTaskCreate):
+    """A new task; it goes to the end of its project (the Inbox unless `project_id` is given).
+
+    A subtask (`parent_id`) always lives in its parent's project.
+    """
+
+    project_id: uuid.UUID | None = None
 
 
 class TaskUpdate(InputModel):

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated, Self
 
-from pydantic import StringConstraints, model_validator
+from pydantic import StrictBool, StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
 from app.core.schemas import PASSWORD_MAX_LENGTH, Email, InputModel, Instant, Password
@@ -42,7 +42,7 @@ class UserCreate(UserRegister):
     """An admin creating an account may choose the role and whether it is active."""
 
     role: Role = Role.USER
-    is_active: bool = True
+    is_active: StrictBool = True
 
 
 class UserUpdateMe(InputModel):
@@ -64,7 +64,7 @@ class UserUpdate(InputModel):
     email: Email | None = None
     full_name: FullName | None = None
     role: Role | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     password: Password | None = None
 
 
