@@ -82,3 +82,19 @@ def _number_only(value: object) -> object:
 # string or a boolean. Put it after the field's bounds, as in
 # `Annotated[int, Field(ge=0), NUMBER_ONLY]`, so the published schema keeps minimum/maximum.
 NUMBER_ONLY = BeforeValidator(_number_only)
+
+
+# Something besides white space: the characters Python's str.strip() removes (Unicode white
+# space and the separators \x1c-\x1f). Published in the schema, so clients and fuzzers know that
+# a name of spaces is refused before it is sent.
+NOT_BLANK = r"[^\s\x1c-\x1f]"
+
+
+def name_constraints(max_length: int) -> StringConstraints:
+    """For a display name: surrounding white space trimmed, never blank, at most `max_length`.
+
+    Use as `Annotated[str, name_constraints(200)]`.
+    """
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_length, pattern=NOT_BLANK
+    )

@@ -3,16 +3,13 @@
 import uuid
 from typing import Annotated
 
-from pydantic import StringConstraints
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import InputModel, Instant
+from app.core.schemas import InputModel, Instant, name_constraints
 from app.labels.models import NAME_MAX_LENGTH
 from app.projects.schemas import Color
 
-LabelName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH)
-]
+LabelName = Annotated[str, name_constraints(NAME_MAX_LENGTH)]
 
 
 class LabelCreate(InputModel):

@@ -7,7 +7,7 @@ from pydantic import Field as PydanticField
 from pydantic import StrictBool, StringConstraints
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import InputModel, Instant
+from app.core.schemas import InputModel, Instant, name_constraints
 from app.projects.models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
 
 # "#rrggbb"; shared by projects and labels.
@@ -16,9 +16,7 @@ Color = Annotated[
     StringConstraints(max_length=7, pattern=r"^#[0-9a-fA-F]{6}$"),
     PydanticField(examples=["#3b82f6"]),
 ]
-ProjectName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH)
-]
+ProjectName = Annotated[str, name_constraints(NAME_MAX_LENGTH)]
 Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
 
 

@@ -75,3 +75,22 @@ def test_other_methods_on_bulk_are_405_with_an_honest_allow(client: TestClient) 
     one_task = client.request("PUT", f"{API}/tasks/01a200c0-1ae6-7423-b001-be292f7cd679")
     assert one_task.status_code == 405
     assert one_task.headers["allow"] == "DELETE, GET, PATCH"
+
+
+@pytest.mark.parametrize("name", ["\r", "   ", "\x1c\t"])
+@pytest.mark.parametrize("resource", ["projects", "labels"])
+def test_blank_names_are_refused_and_the_schema_says_so(
+    client: TestClient, resource: str, name: str
+) -> None:
+    user = new_user(client)
+    response = client.post(f"{API}/{resource}", json={"name": name}, headers=user.headers)
+    assert response.status_code == 422
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    create = "ProjectCreate" if resource == "projects" else "LabelCreate"
+    assert schemas[create]["properties"]["name"]["pattern"]
+
+
+def test_names_are_trimmed(client: TestClient) -> None:
+    user = new_user(client)
+    response = client.post(f"{API}/projects", json={"name": "  Garden \n"}, headers=user.headers)
+    assert response.json()["name"] == "Garden"
