@@ -10,7 +10,6 @@ never stand in for another kind.
 """
 
 import hashlib
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,10 +23,6 @@ from passlib.context import CryptContext
 
 from app.core.config import Settings
 from app.core.models import utcnow
-
-# Access tokens whose signature and claims were verified, remembered per process (see
-# TokenCodec.decode): a few MB at most.
-VERIFIED_CACHE_SIZE = 4096
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
@@ -125,7 +120,6 @@ class TokenCodec:
             self.verifying_key: str = settings.JWT_PUBLIC_KEY
         else:
             self.signing_key = self.verifying_key = settings.SECRET_KEY.get_secret_value()
-        self._verified: dict[str, TokenClaims] = {}
 
     def audience(self, token_type: TokenType) -> str:
         return f"{self.issuer}:{token_type.value}"
@@ -167,28 +161,7 @@ class TokenCodec:
         return token, claims
 
     def decode(self, token: str, token_type: TokenType) -> TokenClaims:
-        """Verify signature, algorithm, issuer, audience, expiry and type; raise InvalidToken.
-
-        Access tokens are checked on every request, so one that verified is remembered (by
-        its exact text, a bounded number of them): a repeat costs a dict lookup and the
-        expiry check, which is the only verdict that changes with time. Revocation is not
-        decided here; the database check after this runs every time.
-        """
-        if token_type is TokenType.ACCESS:
-            cached = self._verified.get(token)
-            if cached is not None:
-                if int(time.time()) > int(cached.expires_at.timestamp()):
-                    raise InvalidToken("Signature has expired.")
-                return cached
-            claims = self._decode(token, token_type)
-            if len(self._verified) >= VERIFIED_CACHE_SIZE:
-                # Oldest first out (dicts keep insertion order): bounded memory.
-                del self._verified[next(iter(self._verified))]
-            self._verified[token] = claims
-            return claims
-        return self._decode(token, token_type)
-
-    def _decode(self, token: str, token_type: TokenType) -> TokenClaims:
+        """Verify signature, algorithm, issuer, audience, expiry and type; raise InvalidToken."""
         try:
             payload = jwt.decode(
                 token,
