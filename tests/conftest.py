@@ -95,6 +95,16 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
     return Settings(**{**BASE_SETTINGS, "DATABASE_URL": database_url, **overrides})  # type: ignore[arg-type]
 
 
+def pytest_report_header() -> list[str]:
+    """The fuzzing seed, up front (pytest reads this hook only from the root conftest)."""
+    from tests.security import fuzzing
+
+    return [
+        f"fuzzing: SCHEMATHESIS_SEED={fuzzing.SEED} FUZZ_EXAMPLES={fuzzing.EXAMPLES}"
+        " (set both to replay this run)"
+    ]
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The run's database, migrated to head once."""

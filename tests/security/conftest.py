@@ -10,13 +10,6 @@ from tests.security import fuzzing
 from tests.security.helpers import ADMIN_SETTINGS
 
 
-def pytest_report_header() -> list[str]:
-    return [
-        f"fuzzing: SCHEMATHESIS_SEED={fuzzing.SEED} FUZZ_EXAMPLES={fuzzing.EXAMPLES}"
-        " (set both to replay this run)"
-    ]
-
-
 @pytest.fixture
 def admin_app(make_app: Callable[..., FastAPI]) -> FastAPI:
     """An app whose start-up created the admin of `helpers.ADMIN_SETTINGS`."""
