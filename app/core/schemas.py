@@ -84,10 +84,10 @@ def _number_only(value: object) -> object:
 NUMBER_ONLY = BeforeValidator(_number_only)
 
 
-# Something besides white space: the characters Python's str.strip() removes (Unicode white
-# space and the separators \x1c-\x1f). Published in the schema, so clients and fuzzers know that
-# a name of spaces is refused before it is sent.
-NOT_BLANK = r"[^\s\x1c-\x1f]"
+# Something besides white space (what Python's str.strip() removes: Unicode white space and
+# the separators \x1c-\x1f), and no NUL anywhere (refused at the edge, see middleware.py).
+# Published in the schema, so clients and fuzzers know a blank name is refused before sending.
+NOT_BLANK = r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$"
 
 
 def name_constraints(max_length: int) -> StringConstraints:

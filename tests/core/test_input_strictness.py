@@ -77,7 +77,7 @@ def test_other_methods_on_bulk_are_405_with_an_honest_allow(client: TestClient) 
     assert one_task.headers["allow"] == "DELETE, GET, PATCH"
 
 
-@pytest.mark.parametrize("name", ["\r", "   ", "\x1c\t"])
+@pytest.mark.parametrize("name", ["\r", "   ", "\x1c\t", "a\x00b"])
 @pytest.mark.parametrize("resource", ["projects", "labels"])
 def test_blank_names_are_refused_and_the_schema_says_so(
     client: TestClient, resource: str, name: str
