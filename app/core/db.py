@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,6 +26,18 @@ def _tune_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
+def _refuse_closed_connection(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any
+) -> None:
+    # The pool's liveness check, without a round trip. asyncpg reads its socket all the time,
+    # so a connection the server closed (restart, idle timeout, pg_terminate_backend) is
+    # already marked closed when it is checked out; the pool then discards it and connects
+    # afresh (DisconnectionError is the documented signal). `pool_pre_ping` would instead
+    # send a query on every checkout: one more round trip per request, for the same result.
+    if dbapi_connection.driver_connection.is_closed():
+        raise exc.DisconnectionError("the server closed this pooled connection")
+
+
 def create_engine(
     settings: Settings,
     *,
@@ -40,18 +52,19 @@ def create_engine(
     """
     url = settings.async_database_url
     if settings.is_postgres:
-        return create_async_engine(
+        engine = create_async_engine(
             url,
             echo=settings.DB_ECHO,
             pool_size=settings.DB_POOL_SIZE if pool_size is None else pool_size,
             max_overflow=settings.DB_MAX_OVERFLOW if max_overflow is None else max_overflow,
             pool_timeout=settings.DB_POOL_TIMEOUT_SECONDS,
-            pool_pre_ping=True,
             pool_recycle=1800,
             # Short connect timeout: /health/ready must answer promptly while the server is down.
             connect_args={"timeout": 5, "server_settings": {"timezone": "UTC"}},
             **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         )
+        event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
+        return engine
     engine = create_async_engine(
         url,
         echo=settings.DB_ECHO,
@@ -83,8 +96,6 @@ class Database:
       it saw inside a transaction, minus two round trips. (The rare `last_used_at` touch of
       the token check commits on its own, which is all it needs.)
 
-    Resting in autocommit also makes the pool's pre-ping one round trip (`;`) instead of
-    three: SQLAlchemy's asyncpg ping wraps itself in BEGIN/ROLLBACK outside autocommit.
     SQLite keeps one transactional engine (its driver opens no transaction for a SELECT).
     """
 

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 import anyio
+from cachetools import LRUCache
 from jose import jwt
 from jose.exceptions import JOSEError
 from passlib.context import CryptContext
@@ -107,6 +108,10 @@ def password_fingerprint(hashed_password: str) -> str:
     return hashlib.sha256(hashed_password.encode()).hexdigest()[:32]
 
 
+# One entry per recently seen token (~1 KB each): a few MB per process at most.
+VERIFIED_TOKENS_REMEMBERED = 4096
+
+
 class TokenCodec:
     """Issues and checks JWTs for one key set and algorithm."""
 
@@ -120,6 +125,9 @@ class TokenCodec:
             self.verifying_key: str = settings.JWT_PUBLIC_KEY
         else:
             self.signing_key = self.verifying_key = settings.SECRET_KEY.get_secret_value()
+        self._verified: LRUCache[tuple[str, TokenType], TokenClaims] = LRUCache(
+            maxsize=VERIFIED_TOKENS_REMEMBERED
+        )
 
     def audience(self, token_type: TokenType) -> str:
         return f"{self.issuer}:{token_type.value}"
@@ -161,7 +169,24 @@ class TokenCodec:
         return token, claims
 
     def decode(self, token: str, token_type: TokenType) -> TokenClaims:
-        """Verify signature, algorithm, issuer, audience, expiry and type; raise InvalidToken."""
+        """Verify signature, algorithm, issuer, audience, expiry and type; raise InvalidToken.
+
+        A token that verified once is remembered (bounded, per process): verification is a
+        pure function of the token and this codec's keys, so only expiry is checked again.
+        Revocation is not the codec's business; callers check it on every use.
+        """
+        key = (token, token_type)
+        known = self._verified.get(key)
+        if known is not None:
+            if utcnow() < known.expires_at:
+                return known
+            del self._verified[key]
+            raise InvalidToken("expired")
+        claims = self._verify(token, token_type)
+        self._verified[key] = claims
+        return claims
+
+    def _verify(self, token: str, token_type: TokenType) -> TokenClaims:
         try:
             payload = jwt.decode(
                 token,

@@ -153,7 +153,6 @@ def test_sqlite_connections_are_tuned(settings: Any, housekeeping_engine: Engine
 
         engine = create_engine(settings)
         assert engine.pool.size() == settings.DB_POOL_SIZE  # type: ignore[attr-defined]
-        assert engine.pool._pre_ping  # type: ignore[attr-defined]
         return
     import anyio
 
@@ -185,3 +184,41 @@ def test_now_is_utc() -> None:
     from app.core.models import utcnow
 
     assert utcnow().tzinfo is UTC
+
+
+def test_a_connection_the_server_closed_is_replaced_without_an_error(
+    settings: Any, housekeeping_engine: Engine
+) -> None:
+    """The pool hands out live connections only, without a ping query per checkout."""
+    import anyio
+
+    from app.core.db import Database
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        database = Database(settings)
+        try:
+            async with database.engine.connect() as connection:
+                before = (await connection.execute(text(_BACKEND_ID[dialect]))).scalar()
+            # The connection rests in the pool; the server ends it behind the pool's back.
+            if dialect == "postgresql":
+                with housekeeping_engine.connect() as admin:
+                    admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
+                    admin.commit()
+                await anyio.sleep(0.2)  # the driver sees the socket close
+            async with database.engine.connect() as connection:
+                after = (await connection.execute(text(_BACKEND_ID[dialect]))).scalar()
+                answer = (await connection.execute(text("SELECT 41 + 1"))).scalar()
+            return before, after, answer
+        finally:
+            await database.dispose()
+
+    dialect = housekeeping_engine.dialect.name
+    before, after, answer = anyio.run(scenario)
+    assert answer == 42
+    if dialect == "postgresql":
+        assert after != before  # a fresh connection, and no error on the way
+    else:
+        assert after == before  # SQLite: an in-process file handle has no server to lose
+
+
+_BACKEND_ID = {"postgresql": "SELECT pg_backend_pid()", "sqlite": "SELECT 1"}

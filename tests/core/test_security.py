@@ -254,3 +254,67 @@ def test_the_api_never_shows_a_hash(client: TestClient) -> None:
     body = client.get(f"{API}/users/me", headers=user.headers).text
     assert "argon2" not in body
     assert "hashed_password" not in body
+
+
+def test_a_verified_token_is_not_verified_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.core.security as security
+
+    codec = TokenCodec(settings)
+    token, _ = codec.encode(subject="x", token_type=TokenType.ACCESS, lifetime=timedelta(minutes=5))
+    calls = []
+    real_decode = security.jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(security.jwt, "decode", counting_decode)
+    for _ in range(3):
+        assert codec.decode(token, TokenType.ACCESS).subject == "x"
+    assert len(calls) == 1
+    # The same string as another type is verified (and refused) on its own.
+    with pytest.raises(InvalidToken):
+        codec.decode(token, TokenType.REFRESH)
+    assert len(calls) == 2
+
+
+def test_a_remembered_token_still_expires(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.core.security as security
+
+    codec = TokenCodec(settings)
+    token, claims = codec.encode(
+        subject="x", token_type=TokenType.ACCESS, lifetime=timedelta(minutes=5)
+    )
+    codec.decode(token, TokenType.ACCESS)
+    later = claims.expires_at + timedelta(seconds=1)
+    monkeypatch.setattr(security, "utcnow", lambda: later)
+    with pytest.raises(InvalidToken):
+        codec.decode(token, TokenType.ACCESS)
+
+
+def test_a_tampered_copy_of_a_remembered_token_is_refused(settings: Settings) -> None:
+    codec = TokenCodec(settings)
+    token, _ = codec.encode(subject="x", token_type=TokenType.ACCESS, lifetime=timedelta(minutes=5))
+    codec.decode(token, TokenType.ACCESS)
+    header, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    for forged in (f"{header}.{payload}.{flipped}", f"{header}.{payload}.", token + "x"):
+        with pytest.raises(InvalidToken):
+            codec.decode(forged, TokenType.ACCESS)
+
+
+def test_remembered_tokens_are_bounded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.core.security as security
+
+    monkeypatch.setattr(security, "VERIFIED_TOKENS_REMEMBERED", 3)
+    codec = TokenCodec(settings)
+    for n in range(10):
+        token, _ = codec.encode(
+            subject=str(n), token_type=TokenType.ACCESS, lifetime=timedelta(minutes=5)
+        )
+        codec.decode(token, TokenType.ACCESS)
+    assert len(codec._verified) == 3
