@@ -8,18 +8,18 @@ predicate on an index, never an OFFSET, so page 1,000 costs what page 1 does.
 
 import base64
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+from cachetools import LRUCache
 from fastapi import Depends, Query
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, and_, false, func, or_, tuple_
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, false, func, or_, tuple_
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.errors import UnprocessableEntity
 
@@ -178,67 +178,101 @@ def _row_after(
 ) -> ColumnElement[bool]:
     # A one-element "row" is just the column; SQLite has no 1-tuple row values.
     row = columns[0] if len(columns) == 1 else tuple_(*columns)
-    bound = tuple(values) if len(columns) > 1 else values[0]
+    # `paginate` passes typed bound parameters: a row of them, not a tuple literal.
+    bound = tuple_(*values) if len(columns) > 1 else values[0]
     predicate: ColumnElement[bool] = row < bound if descending else row > bound
     return predicate
 
 
-async def _nulls_last_rows(
-    session: AsyncSession,
-    statement: SelectOfScalar[Any],
-    keys: Sequence[SortKey],
-    values: Sequence[Any] | None,
-    wanted: int,
-) -> list[Any]:
-    # A leading nullable key reads two segments: the rows with a value, then the NULLs.
-    # Each is a plain range of an index on (..., col, tie-breakers), in either direction;
-    # one ORDER BY `col IS NULL, col` would instead sort every matching row on each page.
+# Page statements already built, by list and shape. Building a statement and computing its
+# SQLAlchemy cache key cost more CPU than running it; a list whose SQL depends only on a few
+# choices (its sort, which filters are present, where the cursor points) builds each shape
+# once and binds the values as parameters.
+_BUILT: LRUCache[Hashable, list[Any]] = LRUCache(maxsize=1024)
+_PAGE_LIMIT = bindparam("page_limit", type_=Integer)
+
+
+def _cursor_marks(keys: Sequence[SortKey], values: Sequence[Any]) -> list[Any]:
+    # NULL cursor values stay literal (they change the predicate's shape); the others become
+    # typed bound parameters.
+    return [
+        None if value is None else bindparam(f"cursor_{i}", type_=key.column.type)
+        for i, (key, value) in enumerate(zip(keys, values, strict=True))
+    ]
+
+
+def _segments(statement: Any, keys: Sequence[SortKey], marks: Sequence[Any] | None) -> list[Any]:
+    """The statements reading one page, in order, each limited by `:page_limit`.
+
+    A leading nullable key reads two segments: the rows with a value, then the NULLs. Each is
+    a plain range of an index on (..., col, tie-breakers), in either direction; one ORDER BY
+    `col IS NULL, col` would instead sort every matching row on each page.
+    """
+    if not (keys and keys[0].nullable):
+        paged = statement if marks is None else statement.where(after(keys, marks))
+        return [paged.order_by(*order_by(keys)).limit(_PAGE_LIMIT)]
     first, rest = keys[0], list(keys[1:])
     valued = [SortKey(first.column, first.descending), *rest]
-    rows: list[Any] = []
-    if values is None or values[0] is not None:
+    segments = []
+    if marks is None or marks[0] is not None:
         segment = statement.where(first.column.is_not(None))
-        if values is not None:
-            segment = segment.where(after(valued, values))
-        result = await session.exec(segment.order_by(*order_by(valued)).limit(wanted))
-        rows = list(result.all())
-    if len(rows) < wanted:
-        segment = statement.where(first.column.is_(None))
-        if values is not None and values[0] is None:
-            segment = segment.where(after(rest, values[1:]))
-        result = await session.exec(segment.order_by(*order_by(rest)).limit(wanted - len(rows)))
-        rows.extend(result.all())
-    return rows
+        if marks is not None:
+            segment = segment.where(after(valued, marks))
+        segments.append(segment.order_by(*order_by(valued)).limit(_PAGE_LIMIT))
+    segment = statement.where(first.column.is_(None))
+    if marks is not None and marks[0] is None:
+        segment = segment.where(after(rest, marks[1:]))
+    segments.append(segment.order_by(*order_by(rest)).limit(_PAGE_LIMIT))
+    return segments
 
 
 async def paginate(
     session: AsyncSession,
-    statement: SelectOfScalar[Any],
+    statement: Any,
     *,
     keys: Sequence[SortKey],
     page: PageParams,
     codec: CursorCodec,
     scope: str,
     key_of: Callable[[Any], Sequence[Any]],
+    params: Mapping[str, Any] | None = None,
+    shape: Hashable | None = None,
 ) -> tuple[list[Any], str | None, int | None]:
     """Run `statement` (already filtered) for one page: (rows, next cursor, total or None).
 
     `key_of(row)` gives the row's values for `keys`; `scope` names the list and its order, so a
     cursor from one list or sort cannot be replayed against another.
+
+    With `shape`, `statement` is a function building the filtered statement, with bound
+    parameters whose values are `params`, and `(scope, shape)` must determine the SQL: the
+    page statements are then built once per shape and reused.
     """
     values = codec.decode(page.cursor, scope, len(keys)) if page.cursor else None
-    if keys and keys[0].nullable:
-        rows = await _nulls_last_rows(session, statement, keys, values, page.limit + 1)
-    else:
-        paged = statement if values is None else statement.where(after(keys, values))
-        result = await session.exec(paged.order_by(*order_by(keys)).limit(page.limit + 1))
-        rows = list(result.all())
+    bound = dict(params or {})
+    if values is not None:
+        bound.update({f"cursor_{i}": v for i, v in enumerate(values) if v is not None})
+    cursor_shape = None if values is None else tuple(v is None for v in values)
+    segments = _BUILT.get((scope, shape, cursor_shape)) if shape is not None else None
+    if segments is None:
+        base = statement() if shape is not None else statement
+        marks = None if values is None else _cursor_marks(keys, values)
+        segments = _segments(base, keys, marks)
+        if shape is not None:
+            _BUILT[(scope, shape, cursor_shape)] = segments
+    wanted = page.limit + 1
+    rows: list[Any] = []
+    for segment in segments:
+        result = await session.exec(segment, params={**bound, "page_limit": wanted - len(rows)})
+        rows.extend(result.all())
+        if len(rows) >= wanted:
+            break
     next_cursor = None
     if len(rows) > page.limit:
         rows = rows[: page.limit]
         next_cursor = codec.encode(scope, key_of(rows[-1]))
     total = None
     if page.include_total:
-        counted = select(func.count()).select_from(statement.order_by(None).subquery())
-        total = int((await session.exec(counted)).one())
+        base = statement() if shape is not None else statement
+        counted = select(func.count()).select_from(base.order_by(None).subquery())
+        total = int((await session.exec(counted, params=dict(params or {}))).one())
     return rows, next_cursor, total

@@ -18,13 +18,12 @@ MAX_FILTER_VALUES = 20
 Q_MAX_LENGTH = 200
 
 
-async def get_owned_task(task_id: TaskId, user: ActiveUser, session: SessionDep) -> Task:
-    """The caller's live task; 404 for a missing, trashed or someone else's task."""
-    return await service.get_task(session, owner_id=user.id, task_id=task_id)
-
-
 async def get_owned_task_for_update(task_id: TaskId, user: ActiveUser, session: SessionDep) -> Task:
-    """As `get_owned_task`, locked for the rest of the transaction (on PostgreSQL)."""
+    """The caller's live task, locked for the rest of the transaction (on PostgreSQL).
+
+    404 for a missing, trashed or someone else's task. (Reading one task needs no ORM
+    instance: GET uses `service.read_task`.)
+    """
     return await service.get_task(session, owner_id=user.id, task_id=task_id, for_update=True)
 
 
@@ -35,7 +34,6 @@ async def get_owned_task_any(task_id: TaskId, user: ActiveUser, session: Session
     )
 
 
-OwnedTask = Annotated[Task, Depends(get_owned_task)]
 TaskForUpdate = Annotated[Task, Depends(get_owned_task_for_update)]
 TaskInTrashOrNot = Annotated[Task, Depends(get_owned_task_any)]
 

@@ -14,7 +14,12 @@ from app.core.http import IfMatchHeader, IfNoneMatchHeader, etag_for, if_none_ma
 from app.core.pagination import Page, PageParamsDep
 from app.projects.dependencies import OwnedProject
 from app.tasks import service
-from app.tasks.dependencies import OwnedTask, TaskFiltersDep, TaskForUpdate, TaskInTrashOrNot
+from app.tasks.dependencies import (
+    TaskFiltersDep,
+    TaskForUpdate,
+    TaskId,
+    TaskInTrashOrNot,
+)
 from app.tasks.models import Task
 from app.tasks.schemas import (
     BulkRequest,
@@ -113,12 +118,18 @@ async def bulk_tasks_other_methods() -> None:
     responses={**NOT_MODIFIED, **problem_responses(401, 404, 422)},
 )
 async def read_task(
-    task: OwnedTask, response: Response, if_none_match: IfNoneMatchHeader = None
+    task_id: TaskId,
+    user: ActiveUser,
+    session: SessionDep,
+    response: Response,
+    if_none_match: IfNoneMatchHeader = None,
 ) -> TaskPublic | Response:
     """One task; 304 with no body when `If-None-Match` names its current ETag."""
+    task = await service.read_task(session, owner_id=user.id, task_id=task_id)
     if if_none_match_matches(if_none_match, task.version):
         return Response(status_code=304, headers={"ETag": etag_for(task.version)})
-    return _public(task, response)
+    response.headers["ETag"] = etag_for(task.version)
+    return task
 
 
 @router.patch(

@@ -1,18 +1,30 @@
 """Queries and rules for tasks: plain functions, session first, keyword-only after."""
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, literal, not_, or_, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal,
+    not_,
+    or_,
+    update,
+)
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.db import LIKE_ESCAPE, contains_pattern
 from app.core.errors import AppError
 from app.core.http import check_if_match, flush_versioned, touch
-from app.core.models import utcnow
+from app.core.models import table_of, utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.labels import service as label_service
 from app.labels.models import Label
@@ -451,9 +463,17 @@ async def restore_task(session: AsyncSession, task: Task, *, now: datetime | Non
 
 
 # Listing
+#
+# The list is the hottest path of the API: its statements use the plain table columns (rows,
+# not ORM instances, come back) and are built once per shape (sort, filters present, cursor),
+# with every value bound as a parameter (see `paginate`).
+
+_TASK = table_of(Task).c
+_TASK_LABEL = table_of(TaskLabel).c
+_LABEL = table_of(Label).c
 
 
-def sort_keys(sort: str) -> tuple[list[SortKey], Callable[[Task], list[Any]]]:
+def sort_keys(sort: str) -> tuple[list[SortKey], Callable[[Any], list[Any]]]:
     """The keyset for a `sort` value (`-` prefix: descending) and the row's values for it.
 
     The id always ends the keyset, in the same direction, so the order is total and one
@@ -463,12 +483,11 @@ def sort_keys(sort: str) -> tuple[list[SortKey], Callable[[Task], list[Any]]]:
     name = sort.removeprefix("-")
     names = ["project_id", "position"] if name == "position" else [name]
     keys = [
-        SortKey(col(getattr(Task, field)), descending=descending, nullable=field == "due_at")
-        for field in names
+        SortKey(_TASK[field], descending=descending, nullable=field == "due_at") for field in names
     ]
-    keys.append(SortKey(col(Task.id), descending=descending))
+    keys.append(SortKey(_TASK.id, descending=descending))
     fields = [*names, "id"]
-    return keys, lambda task: [getattr(task, field) for field in fields]
+    return keys, lambda row: [getattr(row, field) for field in fields]
 
 
 async def _check_filter_owners(
@@ -483,47 +502,114 @@ async def _check_filter_owners(
         await _get_parent(session, owner_id=owner_id, parent_id=filters.parent_id)
 
 
-def filter_clauses(filters: TaskFilters, *, now: datetime) -> list[ColumnElement[bool]]:
-    """WHERE clauses for the list filters (ownership and liveness are added by the caller)."""
-    clauses: list[ColumnElement[bool]] = []
-    due_at = col(Task.due_at)
+@dataclass(frozen=True, slots=True)
+class FilterTerm:
+    """One list filter: what its SQL depends on, its parameter values, and the SQL itself."""
+
+    shape: Hashable
+    params: dict[str, Any]
+    clause: Callable[[], ColumnElement[bool]]
+
+
+def _param(name: str, column: Any) -> Any:
+    return bindparam(name, type_=column.type)
+
+
+def _overdue(overdue: bool) -> ColumnElement[bool]:
+    due_at = _TASK.due_at
+    late = and_(due_at < _param("now", due_at), _TASK.status != TaskStatus.DONE.value)
+    return late if overdue else not_(late) | due_at.is_(None)
+
+
+def _carries(index: int) -> ColumnElement[bool]:
+    # One semi-join per label: a task must carry every label asked for.
+    label_id = _TASK_LABEL.label_id
+    carriers = select(_TASK_LABEL.task_id).where(label_id == _param(f"label_{index}", label_id))
+    return _TASK.id.in_(carriers)
+
+
+def _text_contains() -> ColumnElement[bool]:
+    pattern = bindparam("q", type_=String)
+    return or_(
+        _TASK.title.ilike(pattern, escape=LIKE_ESCAPE),
+        _TASK.description.ilike(pattern, escape=LIKE_ESCAPE),
+    )
+
+
+def filter_terms(filters: TaskFilters, *, now: datetime) -> list[FilterTerm]:
+    """The WHERE terms for the list filters (ownership and liveness are added by the caller)."""
+    t = _TASK
+    terms: list[FilterTerm] = []
+
+    def add(shape: Hashable, params: dict[str, Any], clause: Callable[[], Any]) -> None:
+        terms.append(FilterTerm(shape, params, clause))
+
     if filters.project_id is not None:
-        clauses.append(col(Task.project_id) == filters.project_id)
-    if filters.statuses:
-        clauses.append(col(Task.status).in_([str(status) for status in filters.statuses]))
-    if filters.priority_min is not None:
-        clauses.append(col(Task.priority) >= filters.priority_min)
-    for label_id in dict.fromkeys(filters.label_ids):
-        # One semi-join per label: a task must carry every label asked for.
-        carriers = select(TaskLabel.task_id).where(TaskLabel.label_id == label_id)
-        clauses.append(col(Task.id).in_(carriers))
-    if filters.due_before is not None:
-        clauses.append(due_at < filters.due_before)
-    if filters.due_after is not None:
-        clauses.append(due_at >= filters.due_after)
-    if filters.overdue is not None:
-        overdue = and_(due_at < now, col(Task.status) != TaskStatus.DONE.value)
-        clauses.append(overdue if filters.overdue else not_(overdue) | due_at.is_(None))
-    if filters.has_due is not None:
-        clauses.append(due_at.is_not(None) if filters.has_due else due_at.is_(None))
-    if filters.parent_id is not None:
-        clauses.append(col(Task.parent_id) == filters.parent_id)
-    if filters.top_level is not None:
-        parent = col(Task.parent_id)
-        clauses.append(parent.is_(None) if filters.top_level else parent.is_not(None))
-    if filters.q:
-        pattern = contains_pattern(filters.q)
-        clauses.append(
-            or_(
-                col(Task.title).ilike(pattern, escape=LIKE_ESCAPE),
-                col(Task.description).ilike(pattern, escape=LIKE_ESCAPE),
-            )
+        add(
+            "project",
+            {"project_id": filters.project_id},
+            lambda: t.project_id == _param("project_id", t.project_id),
         )
+    if filters.statuses:
+        statuses = [str(status) for status in filters.statuses]
+        add(
+            "status",
+            {"statuses": statuses},
+            lambda: t.status.in_(bindparam("statuses", expanding=True)),
+        )
+    if filters.priority_min is not None:
+        add(
+            "priority",
+            {"priority_min": filters.priority_min},
+            lambda: t.priority >= _param("priority_min", t.priority),
+        )
+    for index, label_id in enumerate(dict.fromkeys(filters.label_ids)):
+        add(("label", index), {f"label_{index}": label_id}, partial(_carries, index))
+    if filters.due_before is not None:
+        add(
+            "due_before",
+            {"due_before": filters.due_before},
+            lambda: t.due_at < _param("due_before", t.due_at),
+        )
+    if filters.due_after is not None:
+        add(
+            "due_after",
+            {"due_after": filters.due_after},
+            lambda: t.due_at >= _param("due_after", t.due_at),
+        )
+    if filters.overdue is not None:
+        add(("overdue", filters.overdue), {"now": now}, partial(_overdue, filters.overdue))
+    if filters.has_due is not None:
+        dated = filters.has_due
+        add(("has_due", dated), {}, lambda: t.due_at.is_not(None) if dated else t.due_at.is_(None))
+    if filters.parent_id is not None:
+        add(
+            "parent",
+            {"parent_id": filters.parent_id},
+            lambda: t.parent_id == _param("parent_id", t.parent_id),
+        )
+    if filters.top_level is not None:
+        top = filters.top_level
+        add(
+            ("top_level", top),
+            {},
+            lambda: t.parent_id.is_(None) if top else t.parent_id.is_not(None),
+        )
+    if filters.q:
+        add("q", {"q": contains_pattern(filters.q)}, _text_contains)
     if filters.updated_since is not None:
-        clauses.append(col(Task.updated_at) >= filters.updated_since)
+        add(
+            "updated",
+            {"updated_since": filters.updated_since},
+            lambda: t.updated_at >= _param("updated_since", t.updated_at),
+        )
     if filters.completed_since is not None:
-        clauses.append(col(Task.completed_at) >= filters.completed_since)
-    return clauses
+        add(
+            "completed",
+            {"completed_since": filters.completed_since},
+            lambda: t.completed_at >= _param("completed_since", t.completed_at),
+        )
+    return terms
 
 
 async def list_tasks(
@@ -544,11 +630,18 @@ async def list_tasks(
     await _check_filter_owners(session, owner_id=owner_id, filters=filters)
     sort = sort or ("position" if filters.project_id is not None else "created_at")
     keys, key_of = sort_keys(sort)
-    # Plain columns, not `Task` entities: a page is read, never changed, so ORM identity
-    # and instance bookkeeping (and the per-row lazy "selectin" of labels) is pure overhead.
-    statement = select(*_PUBLIC_COLUMNS).where(
-        Task.owner_id == owner_id, LIVE, *filter_clauses(filters, now=now or utcnow())
-    )
+    terms = filter_terms(filters, now=now or utcnow())
+    params: dict[str, Any] = {"owner_id": owner_id}
+    for term in terms:
+        params.update(term.params)
+
+    def statement() -> Any:
+        return select(*_PUBLIC_COLUMNS).where(
+            _TASK.owner_id == _param("owner_id", _TASK.owner_id),
+            _TASK.deleted_at.is_(None),
+            *(term.clause() for term in terms),
+        )
+
     rows, next_cursor, total = await paginate(
         session,
         statement,
@@ -557,6 +650,8 @@ async def list_tasks(
         codec=codec,
         scope=f"tasks:{sort}",
         key_of=key_of,
+        params=params,
+        shape=tuple(term.shape for term in terms),
     )
     labels = await _labels_of(session, [row.id for row in rows])
     items = [
@@ -567,9 +662,39 @@ async def list_tasks(
 
 
 # The columns of TaskPublic, labels aside; the list reads only these.
-_PUBLIC_COLUMNS = [col(getattr(Task, name)) for name in TaskPublic.model_fields if name != "labels"]
+_PUBLIC_COLUMNS = [_TASK[name] for name in TaskPublic.model_fields if name != "labels"]
 # Validates a plain dict into TaskPublic (SQLModel's model_validate wrapper adds nothing here).
 _PUBLIC_VALIDATOR = TaskPublic.__pydantic_validator__
+# The labels of a page of tasks, in name order.
+_LABELS_OF = (
+    select(_TASK_LABEL.task_id, _LABEL.id, _LABEL.name, _LABEL.color)
+    .join_from(table_of(TaskLabel), table_of(Label))
+    .where(_TASK_LABEL.task_id.in_(bindparam("task_ids", expanding=True)))
+    .order_by(_LABEL.name_key)
+)
+
+
+_READ_ONE = select(*_PUBLIC_COLUMNS).where(
+    _TASK.id == bindparam("task_id", type_=_TASK.id.type),
+    _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
+    _TASK.deleted_at.is_(None),
+)
+
+
+async def read_task(
+    session: AsyncSession, *, owner_id: uuid.UUID, task_id: uuid.UUID
+) -> TaskPublic:
+    """The caller's live task as the API shows it, read as columns (no ORM instance).
+
+    TaskNotFound for a missing, trashed or someone else's task, exactly as `get_task`.
+    """
+    result = await session.exec(_READ_ONE, params={"task_id": task_id, "owner_id": owner_id})
+    row = result.first()
+    if row is None:
+        raise TaskNotFound()
+    labels = await _labels_of(session, [row.id])
+    public = _PUBLIC_VALIDATOR.validate_python({**row._mapping, "labels": labels.get(row.id, [])})
+    return cast(TaskPublic, public)
 
 
 async def _labels_of(
@@ -578,14 +703,9 @@ async def _labels_of(
     """The labels of these tasks, in name order, by one query: {task id: [label fields]}."""
     if not task_ids:
         return {}
-    statement = (
-        select(TaskLabel.task_id, Label.id, Label.name, Label.color)
-        .join(Label, col(Label.id) == col(TaskLabel.label_id))
-        .where(col(TaskLabel.task_id).in_(task_ids))
-        .order_by(col(Label.name_key))
-    )
     found: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for task_id, label_id, name, color in (await session.exec(statement)).all():
+    result = await session.exec(_LABELS_OF, params={"task_ids": list(task_ids)})
+    for task_id, label_id, name, color in result.all():
         found.setdefault(task_id, []).append({"id": label_id, "name": name, "color": color})
     return found
 

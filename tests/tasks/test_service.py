@@ -241,3 +241,68 @@ async def test_purge_removes_only_expired_trash(db_session: AsyncSession) -> Non
     assert remaining == {recent.id, live.id}
     assert remaining.isdisjoint({in_old.id, old_child.id})
     assert await db_session.get(Project, old_project.id) is None
+
+
+# Statement reuse
+
+
+@pytest.mark.anyio
+async def test_list_statements_are_built_once_per_shape_and_values_stay_parameters(
+    db_session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.core import pagination
+
+    builds: list[int] = []
+    real_segments = pagination._segments
+
+    def counting_segments(*args: object, **kwargs: object) -> list[object]:
+        builds.append(1)
+        return real_segments(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pagination, "_segments", counting_segments)
+    monkeypatch.setattr(pagination, "_BUILT", pagination.LRUCache(maxsize=64))
+    owners = [await _user(db_session), await _user(db_session)]
+    for owner in owners:
+        inbox = await project_service.get_inbox(db_session, owner_id=owner)
+        keys = position.keys_after(None, 6)
+        db_session.add_all(
+            Task(
+                id=new_id(),
+                owner_id=owner,
+                project_id=inbox.id,
+                title=f"{owner.hex[:4]}-{i}",
+                status=[TaskStatus.TODO, TaskStatus.DONE][i % 2],
+                priority=i % 5,
+                position=keys[i],
+            )
+            for i in range(6)
+        )
+    await db_session.commit()
+
+    first = await _walk(
+        db_session, owners[0], sort="-priority", limit=2, statuses=(TaskStatus.TODO,)
+    )
+    built_for_one_walk = len(builds)
+    # Same shape, other values (owner, status): nothing is rebuilt, and the values bind.
+    second = await _walk(
+        db_session, owners[1], sort="-priority", limit=2, statuses=(TaskStatus.DONE,)
+    )
+    assert len(builds) == built_for_one_walk == 2  # the first page, and pages after a cursor
+    for owner, ids, status in ((owners[0], first, "todo"), (owners[1], second, "done")):
+        rows = (
+            await db_session.exec(
+                select(Task.id).where(Task.owner_id == owner, Task.status == status)
+            )
+        ).all()
+        assert sorted(ids) == sorted(rows)
+        assert len(ids) == 3
+    # Another shape (a second filter) is built on its own.
+    await _walk(
+        db_session,
+        owners[0],
+        sort="-priority",
+        limit=2,
+        statuses=(TaskStatus.TODO,),
+        priority_min=1,
+    )
+    assert len(builds) > built_for_one_walk
