@@ -7,7 +7,7 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import api_router
+from app.api import include_api
 from app.auth.service import AuthComponents
 from app.bootstrap import ensure_first_admin
 from app.core.config import Settings, get_settings
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
 
     app.include_router(health_router)
-    app.include_router(api_router)
+    include_api(app)
     return app
 
 

@@ -163,8 +163,8 @@ async def _run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--requests", type=int, default=600)
-    parser.add_argument("--rounds", type=int, default=6, help="report the best round")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=20, help="report the best round")
     parser.add_argument("--only", default="", help="comma-separated: list,read_one,...")
     parser.add_argument("--profile", action="store_true", help="pyinstrument each path")
     parser.add_argument("--cprofile", action="store_true", help="cProfile each path (flat)")
