@@ -10,14 +10,25 @@ from app.trash.router import router as trash_router
 from app.users.router import router as users_router
 
 API_PREFIX = "/api/v1"
+# Busiest first: a request is matched against each router's routes in this order, and every
+# route tried costs a few microseconds. The order people read them in is `OPENAPI_TAGS`.
 API_ROUTERS: tuple[APIRouter, ...] = (
-    auth_router,
+    tasks_router,
     users_router,
     projects_router,
     labels_router,
-    tasks_router,
+    auth_router,
     trash_router,
 )
+OPENAPI_TAGS = [
+    {"name": "auth", "description": "Sign up, sign in, tokens, sessions and password recovery."},
+    {"name": "users", "description": "Your account; other accounts for admins."},
+    {"name": "projects", "description": "Projects hold tasks; every account has an Inbox."},
+    {"name": "labels", "description": "Labels to tag tasks with."},
+    {"name": "tasks", "description": "Tasks and subtasks: filters, order, bulk changes."},
+    {"name": "trash", "description": "Deleted projects and tasks, until they are purged."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
 
 
 def include_api(app: FastAPI) -> None:

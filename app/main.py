@@ -7,7 +7,7 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import include_api
+from app.api import OPENAPI_TAGS, include_api
 from app.auth.service import AuthComponents
 from app.bootstrap import ensure_first_admin
 from app.core.config import Settings, get_settings
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         version="1.0.0",
         lifespan=lifespan,
+        openapi_tags=OPENAPI_TAGS,
         docs_url=None,  # served by install_docs, from local files
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,

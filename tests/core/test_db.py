@@ -5,14 +5,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
-from app.core.db import DatabaseDep, SessionDep, get_session
+from app.core.db import SessionDep, get_session
 from app.core.errors import Conflict
 from app.core.models import NAMING_CONVENTION, UTCDateTime
 from app.users.models import User
@@ -107,9 +107,9 @@ def test_commit_happens_before_the_response_starts(make_app: Callable[..., FastA
 
             await self.inner(scope, receive, recording_send)
 
-    async def spying_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
+    async def spying_session(request: Request) -> AsyncIterator[AsyncSession]:
         # The override pattern: same session dependency, with commit() recorded.
-        async for session in get_session(database):
+        async for session in get_session(request):
 
             async def commit(real_commit: Any = session.commit) -> None:
                 await real_commit()
