@@ -1,4 +1,4 @@
-"""Conditional requests: ETag, If-Match and If-None-Match.
+"""Conditional requests (ETag, If-Match, If-None-Match) and Location headers.
 
 Tasks, projects and labels share one ETag format, `"v<version>"` (strong, quoted), built from
 the row's `version`, which grows by one on every change. The helpers here are the only place
@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Protocol
 
-from fastapi import Header
+from fastapi import Header, Request
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -112,3 +112,20 @@ async def flush_versioned(session: AsyncSession, row: Versioned) -> None:
         if current is None:
             raise NotFound() from exc
         raise VersionMismatch(int(current)) from exc
+
+
+# Location headers: `url_for` walks the whole route table on every call, so the path of each
+# resource route is resolved once (per route and root path) and filled in after that.
+_PLACEHOLDER = uuid.UUID(int=0)
+_LOCATIONS: dict[tuple[str, str, str], str] = {}
+
+
+def location_of(request: Request, route_name: str, **path_params: uuid.UUID) -> str:
+    """The path of `route_name` for one resource id, as `request.url_for(...).path` gives it."""
+    ((param, value),) = path_params.items()
+    key = (request.scope.get("root_path", ""), route_name, param)
+    template = _LOCATIONS.get(key)
+    if template is None:
+        path = request.url_for(route_name, **{param: str(_PLACEHOLDER)}).path
+        template = _LOCATIONS[key] = path.replace(str(_PLACEHOLDER), "{}")
+    return template.format(value)

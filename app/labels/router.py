@@ -5,7 +5,13 @@ from fastapi import APIRouter, Request, Response, status
 from app.auth.dependencies import ActiveUser, AuthDep
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.http import IfMatchHeader, IfNoneMatchHeader, etag_for, if_none_match_matches
+from app.core.http import (
+    IfMatchHeader,
+    IfNoneMatchHeader,
+    etag_for,
+    if_none_match_matches,
+    location_of,
+)
 from app.core.pagination import Page, PageParamsDep
 from app.labels import service
 from app.labels.dependencies import LabelForUpdate, OwnedLabel
@@ -45,7 +51,7 @@ async def create_label(
 ) -> LabelPublic:
     """Create a label; 409 if the caller has one with the same name in any case."""
     label = await service.create_label(session, owner_id=user.id, **data.model_dump())
-    response.headers["Location"] = request.url_for("read_label", label_id=label.id).path
+    response.headers["Location"] = location_of(request, "read_label", label_id=label.id)
     return _public(label, response)
 
 

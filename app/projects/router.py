@@ -7,7 +7,13 @@ from fastapi import APIRouter, Query, Request, Response, status
 from app.auth.dependencies import ActiveUser, AuthDep
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.http import IfMatchHeader, IfNoneMatchHeader, etag_for, if_none_match_matches
+from app.core.http import (
+    IfMatchHeader,
+    IfNoneMatchHeader,
+    etag_for,
+    if_none_match_matches,
+    location_of,
+)
 from app.core.pagination import Page, PageParamsDep
 from app.projects import service
 from app.projects.dependencies import OwnedProject, ProjectForUpdate, ProjectInTrashOrNot
@@ -55,7 +61,7 @@ async def create_project(
 ) -> ProjectPublic:
     """Create a project; `Location` and `ETag` name the new project."""
     project = await service.create_project(session, owner_id=user.id, **data.model_dump())
-    response.headers["Location"] = request.url_for("read_project", project_id=project.id).path
+    response.headers["Location"] = location_of(request, "read_project", project_id=project.id)
     return _public(project, response)
 
 

@@ -10,7 +10,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.auth.dependencies import ActiveUser, AuthDep
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.http import IfMatchHeader, IfNoneMatchHeader, etag_for, if_none_match_matches
+from app.core.http import (
+    IfMatchHeader,
+    IfNoneMatchHeader,
+    etag_for,
+    if_none_match_matches,
+    location_of,
+)
 from app.core.pagination import Page, PageParamsDep
 from app.projects.dependencies import OwnedProject
 from app.tasks import service
@@ -49,7 +55,7 @@ def _public(task: Task, response: Response) -> TaskPublic:
 
 
 def _created(task: Task, request: Request, response: Response) -> TaskPublic:
-    response.headers["Location"] = request.url_for("read_task", task_id=task.id).path
+    response.headers["Location"] = location_of(request, "read_task", task_id=task.id)
     return _public(task, response)
 
 

@@ -63,6 +63,10 @@ POSITION_REBALANCE_LENGTH = 200
 SCALAR_FIELDS = ("title", "description", "priority", "due_at")
 
 LIVE = col(Task.deleted_at).is_(None)
+# Plain table columns, for the hot reads: selecting them returns rows, not ORM instances.
+_TASK = table_of(Task).c
+_TASK_LABEL = table_of(TaskLabel).c
+_LABEL = table_of(Label).c
 
 
 def to_public(task: Task) -> TaskPublic:
@@ -136,11 +140,18 @@ async def _descendants(
 async def _last_position(
     session: AsyncSession, *, owner_id: uuid.UUID, project_id: uuid.UUID
 ) -> str | None:
-    # MAX over the (owner, project, position) index: the last entry, not a scan.
-    statement = select(func.max(Task.position)).where(
-        Task.owner_id == owner_id, Task.project_id == project_id, LIVE
-    )
-    return (await session.exec(statement)).one()
+    params = {"owner_id": owner_id, "project_id": project_id}
+    last: str | None = (await session.exec(_LAST_POSITION, params=params)).one()
+    return last
+
+
+# MAX over the (owner, project, position) index: the last entry, not a scan. Built once: every
+# create and every move to another project runs it.
+_LAST_POSITION = select(func.max(_TASK.position)).where(
+    _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
+    _TASK.project_id == bindparam("project_id", type_=_TASK.project_id.type),
+    _TASK.deleted_at.is_(None),
+)
 
 
 async def _rebalance(session: AsyncSession, *, owner_id: uuid.UUID, project_id: uuid.UUID) -> None:
@@ -283,7 +294,7 @@ async def create_task(
     elif project_id is not None:
         await project_service.get_project(session, owner_id=owner_id, project_id=project_id)
     else:
-        project_id = (await project_service.get_inbox(session, owner_id=owner_id)).id
+        project_id = await project_service.inbox_id(session, owner_id=owner_id)
     labels = await _labels_for(session, owner_id=owner_id, label_ids=label_ids)
     task = Task(
         owner_id=owner_id,
@@ -467,10 +478,6 @@ async def restore_task(session: AsyncSession, task: Task, *, now: datetime | Non
 # The list is the hottest path of the API: its statements use the plain table columns (rows,
 # not ORM instances, come back) and are built once per shape (sort, filters present, cursor),
 # with every value bound as a parameter (see `paginate`).
-
-_TASK = table_of(Task).c
-_TASK_LABEL = table_of(TaskLabel).c
-_LABEL = table_of(Label).c
 
 
 def sort_keys(sort: str) -> tuple[list[SortKey], Callable[[Any], list[Any]]]:
