@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.db import LIKE_ESCAPE, contains_pattern
 from app.core.errors import AppError
@@ -86,15 +87,32 @@ async def get_task(
     for_update: bool = False,
 ) -> Task:
     """The caller's task with this id, or TaskNotFound (also for anyone else's or trashed)."""
-    statement = select(Task).where(Task.id == task_id, Task.owner_id == owner_id)
+    statement = _GET_TASK[include_trashed, for_update]
+    params = {"task_id": task_id, "owner_id": owner_id}
+    task = (await session.exec(statement, params=params)).first()
+    if task is None:
+        raise TaskNotFound()
+    return task
+
+
+def _get_task_statement(*, include_trashed: bool, for_update: bool) -> SelectOfScalar[Task]:
+    statement = select(Task).where(
+        col(Task.id) == bindparam("task_id", type_=_TASK.id.type),
+        col(Task.owner_id) == bindparam("owner_id", type_=_TASK.owner_id.type),
+    )
     if not include_trashed:
         statement = statement.where(LIVE)
     if for_update:
         statement = statement.with_for_update()
-    task = (await session.exec(statement)).first()
-    if task is None:
-        raise TaskNotFound()
-    return task
+    return statement
+
+
+# Every PATCH, DELETE and move loads its task first: the four variants are built once.
+_GET_TASK = {
+    (trashed, locked): _get_task_statement(include_trashed=trashed, for_update=locked)
+    for trashed in (False, True)
+    for locked in (False, True)
+}
 
 
 async def _get_parent(session: AsyncSession, *, owner_id: uuid.UUID, parent_id: uuid.UUID) -> Task:
