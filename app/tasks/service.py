@@ -7,17 +7,24 @@ from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
+from pydantic_core import from_json
 from sqlalchemy import (
     ColumnElement,
     String,
+    Text,
     and_,
     bindparam,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     update,
 )
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -637,6 +644,62 @@ def filter_terms(filters: TaskFilters, *, now: datetime) -> list[FilterTerm]:
     return terms
 
 
+class LabelsJSON(ColumnElement[str]):
+    """The labels of the row's task as one JSON array (text), in name order; `[]` if none.
+
+    Part of the task's own SELECT, so a page of tasks, labels included, is one statement and
+    one round trip. Each database spells JSON aggregation its own way (see the compilers).
+    """
+
+    inherit_cache = True
+    type = Text()
+    # SQLAlchemy reads this class-level list to build cache keys (its own convention).
+    _traverse_internals = [("task_id", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, task_id: ColumnElement[Any]) -> None:
+        self.task_id = task_id
+
+
+def _labels_of_task(task_id: ColumnElement[Any], *columns: Any) -> Any:
+    return (
+        select(*columns)
+        .select_from(table_of(TaskLabel).join(table_of(Label)))
+        .where(_TASK_LABEL.task_id == task_id)
+    )
+
+
+@compiles(LabelsJSON, "postgresql")
+def _labels_json_postgresql(element: LabelsJSON, compiler: Any, **kw: Any) -> str:
+    label = func.json_build_object("id", _LABEL.id, "name", _LABEL.name, "color", _LABEL.color)
+    aggregated = func.json_agg(aggregate_order_by(label, _LABEL.name_key))
+    subquery = _labels_of_task(element.task_id, aggregated).scalar_subquery()
+    # As text, like SQLite's: the driver would otherwise decode `json` values itself.
+    labels = sql_cast(func.coalesce(subquery, literal_column("'[]'::json")), Text)
+    return str(compiler.process(labels, **kw))
+
+
+@compiles(LabelsJSON, "sqlite")
+def _labels_json_sqlite(element: LabelsJSON, compiler: Any, **kw: Any) -> str:
+    # SQLite before 3.44 has no ORDER BY inside an aggregate: json_group_array takes the rows
+    # in the order of the ordered subquery it reads.
+    ordered = (
+        _labels_of_task(element.task_id, _LABEL.id, _LABEL.name, _LABEL.color)
+        .order_by(_LABEL.name_key)
+        .correlate(table_of(Task))
+        .subquery()
+    )
+    label = func.json_object("id", ordered.c.id, "name", ordered.c.name, "color", ordered.c.color)
+    subquery = select(func.json_group_array(label)).select_from(ordered).scalar_subquery()
+    return str(compiler.process(subquery, **kw))
+
+
+def _public_from_row(row: Any) -> TaskPublic:
+    """A TaskPublic from a row of `_PUBLIC_COLUMNS` (its labels as JSON text)."""
+    fields = dict(row._mapping)
+    fields["labels"] = from_json(fields["labels"])
+    return cast(TaskPublic, _PUBLIC_VALIDATOR.validate_python(fields))
+
+
 async def list_tasks(
     session: AsyncSession,
     *,
@@ -678,27 +741,17 @@ async def list_tasks(
         params=params,
         shape=tuple(term.shape for term in terms),
     )
-    labels = await _labels_of(session, [row.id for row in rows])
-    items = [
-        _PUBLIC_VALIDATOR.validate_python({**row._mapping, "labels": labels.get(row.id, [])})
-        for row in rows
-    ]
+    items = [_public_from_row(row) for row in rows]
     return Page[TaskPublic].model_construct(items=items, next_cursor=next_cursor, total=total)
 
 
-# The columns of TaskPublic, labels aside; the list reads only these.
-_PUBLIC_COLUMNS = [_TASK[name] for name in TaskPublic.model_fields if name != "labels"]
+# The columns of TaskPublic (its labels as one JSON value); the list and GET read only these.
+_PUBLIC_COLUMNS = [
+    LabelsJSON(_TASK.id).label("labels") if name == "labels" else _TASK[name]
+    for name in TaskPublic.model_fields
+]
 # Validates a plain dict into TaskPublic (SQLModel's model_validate wrapper adds nothing here).
 _PUBLIC_VALIDATOR = TaskPublic.__pydantic_validator__
-# The labels of a page of tasks, in name order.
-_LABELS_OF = (
-    select(_TASK_LABEL.task_id, _LABEL.id, _LABEL.name, _LABEL.color)
-    .join_from(table_of(TaskLabel), table_of(Label))
-    .where(_TASK_LABEL.task_id.in_(bindparam("task_ids", expanding=True)))
-    .order_by(_LABEL.name_key)
-)
-
-
 _READ_ONE = select(*_PUBLIC_COLUMNS).where(
     _TASK.id == bindparam("task_id", type_=_TASK.id.type),
     _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
@@ -717,22 +770,7 @@ async def read_task(
     row = result.first()
     if row is None:
         raise TaskNotFound()
-    labels = await _labels_of(session, [row.id])
-    public = _PUBLIC_VALIDATOR.validate_python({**row._mapping, "labels": labels.get(row.id, [])})
-    return cast(TaskPublic, public)
-
-
-async def _labels_of(
-    session: AsyncSession, task_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[dict[str, Any]]]:
-    """The labels of these tasks, in name order, by one query: {task id: [label fields]}."""
-    if not task_ids:
-        return {}
-    found: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    result = await session.exec(_LABELS_OF, params={"task_ids": list(task_ids)})
-    for task_id, label_id, name, color in result.all():
-        found.setdefault(task_id, []).append({"id": label_id, "name": name, "color": color})
-    return found
+    return _public_from_row(row)
 
 
 # Bulk

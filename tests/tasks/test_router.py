@@ -172,6 +172,28 @@ def test_labels_attach_replace_and_show(client: TestClient) -> None:
     assert _patch(client, user, task["id"], label_ids=[]).json()["labels"] == []
 
 
+def test_reads_and_lists_show_labels_in_name_order_like_writes_do(client: TestClient) -> None:
+    # GET and the lists build labels in the task's own SELECT (JSON aggregation, one
+    # spelling per database); writes load them through the ORM. Both must agree.
+    user = new_user(client)
+    names = ["work", "Errands", "home", "zz-last", "a-first"]
+    labels = [
+        make_label(client, user, name, color="#abcdef" if i % 2 else None)
+        for i, name in enumerate(names)
+    ]
+    written = make_task(client, user, label_ids=[label["id"] for label in labels])
+    bare = make_task(client, user)
+    expected = sorted(written["labels"], key=lambda label: label["name"].lower())
+    assert written["labels"] == expected
+    assert _get(client, user, written["id"]).json()["labels"] == expected
+    assert _get(client, user, bare["id"]).json()["labels"] == []
+    listed = client.get(f"{API}/tasks", headers=user.headers).json()["items"]
+    by_id = {item["id"]: item for item in listed}
+    assert by_id[written["id"]] == _get(client, user, written["id"]).json()
+    assert by_id[written["id"]]["labels"] == expected
+    assert by_id[bare["id"]]["labels"] == []
+
+
 # Subtasks
 
 
