@@ -222,3 +222,55 @@ def test_a_connection_the_server_closed_is_replaced_without_an_error(
 
 
 _BACKEND_ID = {"postgresql": "SELECT pg_backend_pid()", "sqlite": "SELECT 1"}
+
+
+def test_reads_wait_at_a_fair_gate_sized_to_the_pool(settings: Any) -> None:
+    """Past the pool's capacity, reads queue in arrival order; writes do not queue there."""
+    from types import SimpleNamespace
+
+    import anyio
+
+    from app.core.db import Database
+
+    small = settings.model_copy(update={"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 1})
+    entered: list[str] = []
+    inside = peak = 0
+
+    async def scenario() -> None:
+        nonlocal inside, peak
+        database = Database(small)
+
+        def request(method: str) -> Any:
+            return SimpleNamespace(
+                app=SimpleNamespace(state=SimpleNamespace(database=database)), method=method
+            )
+
+        async def use(name: str, method: str) -> None:
+            nonlocal inside, peak
+            sessions = get_session(request(method))
+            session = await sessions.__anext__()
+            entered.append(name)
+            if method == "GET":
+                inside += 1
+                peak = max(peak, inside)
+            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            await anyio.sleep(0.05)
+            if method == "GET":
+                inside -= 1
+            with pytest.raises(StopAsyncIteration):
+                await sessions.__anext__()
+
+        try:
+            async with anyio.create_task_group() as group:
+                for n in range(6):
+                    group.start_soon(use, f"read-{n}", "GET")
+                    await anyio.sleep(0.005)  # arrive in this order
+                group.start_soon(use, "write", "POST")
+        finally:
+            await database.dispose()
+
+    anyio.run(scenario)
+    assert peak == 2  # never more reads holding sessions than the pool has connections
+    reads = [name for name in entered if name.startswith("read")]
+    assert reads == [f"read-{n}" for n in range(6)]  # first come, first served
+    assert entered.index("write") < entered.index("read-2")  # the write did not queue behind
