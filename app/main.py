@@ -19,6 +19,7 @@ from app.core.mail import create_mailer
 from app.core.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from app.core.openapi import install_openapi
 from app.core.pagination import CursorCodec
+from app.core.process import tune_garbage_collector
 from app.core.rate_limit import RateLimiter
 from app.core.security import PasswordHasher, TokenCodec
 from app.health.router import router as health_router
@@ -52,6 +53,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     try:
         await ensure_first_admin(settings, database, hasher)
+        if settings.GC_TUNING:
+            tune_garbage_collector()
         yield
     finally:
         await app.state.auth.limiter.aclose()

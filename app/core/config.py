@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     # Per process. One hash thread next to the event loop: with a worker per core, hashing
     # can never take every core (bench/README.md, "sign-in storm").
     PASSWORD_HASH_CONCURRENCY: int = Field(default=1, ge=1, le=64)
+    # After start-up: freeze the start-up heap and collect garbage rarely (app/core/process.py).
+    GC_TUNING: bool = True
 
     CORS_ORIGINS: Annotated[list[AnyHttpUrl], NoDecode] = []
     MAX_REQUEST_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
