@@ -9,7 +9,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Protocol
 
-from fastapi import Header, Request
+from fastapi import Header, Request, Response
+from pydantic import BaseModel
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -112,6 +113,16 @@ async def flush_versioned(session: AsyncSession, row: Versioned) -> None:
         if current is None:
             raise NotFound() from exc
         raise VersionMismatch(int(current)) from exc
+
+
+def json_response(model: BaseModel, *, headers: dict[str, str] | None = None) -> Response:
+    """A 200 with the model's JSON, serialized once.
+
+    For routes that already hold the exact response model: FastAPI would otherwise dump it to
+    a dict, validate that against `response_model` and serialize the result.
+    """
+    body = model.__pydantic_serializer__.to_json(model)
+    return Response(content=body, media_type="application/json", headers=headers)
 
 
 # Location headers: `url_for` walks the whole route table on every call, so the path of each

@@ -1,17 +1,20 @@
 """Field types shared by every area's request and response models."""
 
 from datetime import UTC, datetime
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
+    BaseModel,
     BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
     PlainSerializer,
     StringConstraints,
+    create_model,
 )
 from sqlmodel import SQLModel
 
@@ -98,3 +101,39 @@ def name_constraints(max_length: int) -> StringConstraints:
     return StringConstraints(
         strip_whitespace=True, min_length=1, max_length=max_length, pattern=NOT_BLANK
     )
+
+
+_PLAIN_COPIES: dict[type[BaseModel], type[BaseModel]] = {}
+
+
+def plain_copy(model: type[BaseModel]) -> type[BaseModel]:
+    """`model`'s fields on a plain pydantic model, for responses on the hottest paths.
+
+    SQLModel classes define their own `__init__`, so pydantic builds every instance through
+    it and validates twice; on a page of tasks that was a sixth of the request's CPU. The
+    copy has the same fields (the same `FieldInfo`: types, constraints, serializers), so it
+    validates and serializes exactly alike; models nested in `list[...]` or `X | None` are
+    copied too. Documentation keeps using the original (`response_model`).
+    """
+    copy = _PLAIN_COPIES.get(model)
+    if copy is None:
+        fields: dict[str, Any] = {
+            name: (_plain_annotation(field.annotation), field)
+            for name, field in model.model_fields.items()
+        }
+        name = f"{model.__name__}Plain"
+        copy = create_model(name, __base__=BaseModel, __module__=model.__module__, **fields)
+        _PLAIN_COPIES[model] = copy
+    return copy
+
+
+def _plain_annotation(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return plain_copy(annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is list:
+        return list[_plain_annotation(args[0])]  # type: ignore[misc]
+    if origin in (Union, UnionType):
+        plain = tuple(_plain_annotation(arg) for arg in args)
+        return Union[plain]  # noqa: UP007 - built from a runtime tuple
+    return annotation

@@ -15,6 +15,7 @@ from app.core.http import (
     IfNoneMatchHeader,
     etag_for,
     if_none_match_matches,
+    json_response,
     location_of,
 )
 from app.core.pagination import Page, PageParamsDep
@@ -73,12 +74,13 @@ async def list_tasks(
     filters: TaskFiltersDep,
     project_id: Annotated[uuid.UUID | None, Query(description="Tasks of this project.")] = None,
     sort: SortParam = None,
-) -> Page[TaskPublic]:
+) -> Response:
     """The caller's tasks matching every filter given, one keyset page at a time."""
     filters = dataclasses.replace(filters, project_id=project_id)
-    return await service.list_tasks(
+    tasks = await service.list_tasks(
         session, owner_id=user.id, filters=filters, sort=sort, page=page, codec=auth.cursors
     )
+    return json_response(tasks)
 
 
 @router.post(
@@ -127,15 +129,13 @@ async def read_task(
     task_id: TaskId,
     user: ActiveUser,
     session: SessionDep,
-    response: Response,
     if_none_match: IfNoneMatchHeader = None,
-) -> TaskPublic | Response:
+) -> Response:
     """One task; 304 with no body when `If-None-Match` names its current ETag."""
     task = await service.read_task(session, owner_id=user.id, task_id=task_id)
     if if_none_match_matches(if_none_match, task.version):
         return Response(status_code=304, headers={"ETag": etag_for(task.version)})
-    response.headers["ETag"] = etag_for(task.version)
-    return task
+    return json_response(task, headers={"ETag": etag_for(task.version)})
 
 
 @router.patch(
@@ -204,14 +204,15 @@ async def list_project_tasks(
     page: PageParamsDep,
     filters: TaskFiltersDep,
     sort: SortParam = None,
-) -> Page[TaskPublic]:
+) -> Response:
     """The project's tasks, in manual order unless `sort` says otherwise; same filters as
     `GET /tasks`.
     """
     filters = dataclasses.replace(filters, project_id=project.id)
-    return await service.list_tasks(
+    tasks = await service.list_tasks(
         session, owner_id=user.id, filters=filters, sort=sort, page=page, codec=auth.cursors
     )
+    return json_response(tasks)
 
 
 @router.post(

@@ -3,12 +3,13 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Literal, Self
 
 from pydantic import StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import NUMBER_ONLY, InputModel, Instant, InstantIn
+from app.core.pagination import Page
+from app.core.schemas import NUMBER_ONLY, InputModel, Instant, InstantIn, plain_copy
 from app.labels.schemas import LabelBrief
 from app.tasks.models import (
     DESCRIPTION_MAX_LENGTH,
@@ -112,6 +113,17 @@ class TaskPublic(SQLModel):
     version: int
     created_at: Instant
     updated_at: Instant
+
+
+# TaskPublic and a page of them as plain pydantic models (see `plain_copy`): the list and GET
+# build these from rows; they serialize exactly as TaskPublic does. To the type checker they
+# are what they copy: the same fields, the same types.
+if TYPE_CHECKING:
+    TaskPublicPlain = TaskPublic
+    TaskPagePlain = Page[TaskPublic]
+else:
+    TaskPublicPlain = plain_copy(TaskPublic)
+    TaskPagePlain = plain_copy(Page[TaskPublic])
 
 
 @dataclass(frozen=True, slots=True)

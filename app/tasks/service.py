@@ -33,7 +33,7 @@ from app.core.db import LIKE_ESCAPE, contains_pattern
 from app.core.errors import AppError
 from app.core.http import check_if_match, flush_versioned, touch
 from app.core.models import table_of, utcnow
-from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.core.pagination import CursorCodec, PageParams, SortKey, paginate
 from app.labels import service as label_service
 from app.labels.models import Label
 from app.projects import service as project_service
@@ -61,7 +61,9 @@ from app.tasks.schemas import (
     BulkResult,
     BulkUpdate,
     TaskFilters,
+    TaskPagePlain,
     TaskPublic,
+    TaskPublicPlain,
 )
 
 # Levels of subtasks below a top-level task; bounds every walk up or down a task tree.
@@ -693,11 +695,11 @@ def _labels_json_sqlite(element: LabelsJSON, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(subquery, **kw))
 
 
-def _public_from_row(row: Any) -> TaskPublic:
-    """A TaskPublic from a row of `_PUBLIC_COLUMNS` (its labels as JSON text)."""
+def _public_from_row(row: Any) -> TaskPublicPlain:
+    """A task as the API shows it, from a row of `_PUBLIC_COLUMNS`."""
     fields = dict(row._mapping)
     fields["labels"] = from_json(fields["labels"])
-    return cast(TaskPublic, _PUBLIC_VALIDATOR.validate_python(fields))
+    return cast(TaskPublicPlain, _PUBLIC_VALIDATOR.validate_python(fields))
 
 
 async def list_tasks(
@@ -709,7 +711,7 @@ async def list_tasks(
     page: PageParams,
     codec: CursorCodec,
     now: datetime | None = None,
-) -> Page[TaskPublic]:
+) -> TaskPagePlain:
     """The caller's live tasks matching every filter, one keyset page in the chosen order.
 
     Without `sort`, a project's list is in manual order (`position`), any other list in
@@ -742,7 +744,7 @@ async def list_tasks(
         shape=tuple(term.shape for term in terms),
     )
     items = [_public_from_row(row) for row in rows]
-    return Page[TaskPublic].model_construct(items=items, next_cursor=next_cursor, total=total)
+    return TaskPagePlain.model_construct(items=items, next_cursor=next_cursor, total=total)
 
 
 # The columns of TaskPublic (its labels as one JSON value); the list and GET read only these.
@@ -750,8 +752,8 @@ _PUBLIC_COLUMNS = [
     LabelsJSON(_TASK.id).label("labels") if name == "labels" else _TASK[name]
     for name in TaskPublic.model_fields
 ]
-# Validates a plain dict into TaskPublic (SQLModel's model_validate wrapper adds nothing here).
-_PUBLIC_VALIDATOR = TaskPublic.__pydantic_validator__
+# Validates a row's fields into TaskPublicPlain: SQLModel's own __init__ would validate twice.
+_PUBLIC_VALIDATOR = TaskPublicPlain.__pydantic_validator__
 _READ_ONE = select(*_PUBLIC_COLUMNS).where(
     _TASK.id == bindparam("task_id", type_=_TASK.id.type),
     _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
@@ -761,7 +763,7 @@ _READ_ONE = select(*_PUBLIC_COLUMNS).where(
 
 async def read_task(
     session: AsyncSession, *, owner_id: uuid.UUID, task_id: uuid.UUID
-) -> TaskPublic:
+) -> TaskPublicPlain:
     """The caller's live task as the API shows it, read as columns (no ORM instance).
 
     TaskNotFound for a missing, trashed or someone else's task, exactly as `get_task`.
