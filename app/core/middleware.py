@@ -3,7 +3,6 @@
 import re
 
 from fastapi import HTTPException
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import problem_response
@@ -99,23 +98,31 @@ def security_headers(*, hsts: bool, docs: bool = False) -> dict[str, str]:
 
 
 class SecurityHeadersMiddleware:
-    """Add the headers a JSON API should always send."""
+    """Add the headers a JSON API should always send (a route's own value wins)."""
 
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
-        self.hsts = hsts
+        # Encoded once: this runs on every response.
+        self._headers = {
+            docs: [
+                (name.encode(), value.encode())
+                for name, value in security_headers(hsts=hsts, docs=docs).items()
+            ]
+            for docs in (False, True)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        is_docs = scope["path"].startswith(("/docs", "/redoc"))
+        extra = self._headers[scope["path"].startswith(("/docs", "/redoc"))]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in security_headers(hsts=self.hsts, docs=is_docs).items():
-                    headers.setdefault(name, value)
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(item for item in extra if item[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -73,3 +73,17 @@ def test_docs_can_be_switched_off(make_app: Callable[..., FastAPI]) -> None:
     with TestClient(app) as client:
         assert client.get("/docs").status_code == 404
         assert client.get("/openapi.json").status_code == 404
+
+
+def test_a_routes_own_header_wins_and_is_not_repeated(app: FastAPI) -> None:
+    from fastapi import Response
+
+    @app.get("/probe/framed")
+    async def framed() -> Response:
+        return Response(
+            b"{}", media_type="application/json", headers={"X-Frame-Options": "SAMEORIGIN"}
+        )
+
+    response = TestClient(app).get("/probe/framed")
+    assert response.headers.get_list("x-frame-options") == ["SAMEORIGIN"]
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"]
