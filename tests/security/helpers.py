@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
 
 from app.auth.dependencies import require_admin
 from tests.factories import API, SignedInUser, new_user, unique_email
@@ -251,3 +252,32 @@ __all__ = [
     "owned_params",
     "unique_email",
 ]
+
+
+def walk_pages(
+    client: TestClient,
+    url: str,
+    headers: dict[str, str],
+    params: dict[str, Any],
+    *,
+    max_pages: int = 100,
+) -> list[dict[str, Any]]:
+    """Every item of a keyset list, page by page (`params` holds the `limit`).
+
+    Each page must answer 200, hold at most `limit` items, and not be empty while it still
+    hands out a cursor; the walk must end within `max_pages`.
+    """
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(max_pages):
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = client.get(url, params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["items"]) <= params["limit"]
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+        assert page["items"], "a page with a next cursor must not be empty"
+    raise AssertionError("pagination did not end")

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from app.users.models import Role, User
 from tests.factories import API
-from tests.security.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, SignedInUser, make_admin
+from tests.security.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, SignedInUser, make_admin, walk_pages
 
 PROPERTY_SETTINGS = settings(
     max_examples=25,
@@ -70,25 +70,6 @@ def _all_users(engine: Engine) -> list[User]:
         return list(session.exec(select(User)).all())
 
 
-def _pages(
-    client: TestClient, url: str, headers: dict[str, str], params: dict[str, Any]
-) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(100):
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        response = client.get(url, params=query, headers=headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        assert len(page["items"]) <= params["limit"]
-        items.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-        assert page["items"], "a page with a next cursor must not be empty"
-    raise AssertionError("pagination did not end")
-
-
 @given(
     rows=st.lists(ROW, max_size=12),
     fragment=st.none() | LOCAL,
@@ -119,7 +100,7 @@ def test_user_pages_equal_the_reference(
         params["email"] = fragment
     if is_active is not None:
         params["is_active"] = str(is_active).lower()
-    got = [item["id"] for item in _pages(client, f"{API}/users", admin.headers, params)]
+    got = [item["id"] for item in walk_pages(client, f"{API}/users", admin.headers, params)]
     assert got == expected
     if include_total:
         first = client.get(
@@ -138,7 +119,7 @@ def test_session_pages_equal_the_reference(client: TestClient, signins: int, lim
     for _ in range(signins - 1):
         sign_in(client, user.email)
     sign_in(client, other.email)
-    items = _pages(client, f"{API}/auth/sessions", user.headers, {"limit": limit})
+    items = walk_pages(client, f"{API}/auth/sessions", user.headers, {"limit": limit})
     assert len(items) == signins
     assert len({item["id"] for item in items}) == signins
     keys = [(item["created_at"], item["id"]) for item in items]
@@ -215,7 +196,7 @@ def test_task_pages_equal_the_reference(
         params["status"] = status
     if priority_min is not None:
         params["priority_min"] = priority_min
-    items = _pages(client, f"{API}/tasks", owner.headers, params)
+    items = walk_pages(client, f"{API}/tasks", owner.headers, params)
     ids = [item["id"] for item in items]
     expected = {
         task_id

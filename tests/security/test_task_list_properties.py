@@ -49,6 +49,7 @@ from app.tasks import service as task_service
 from app.tasks.models import Task, TaskStatus
 from app.tasks.schemas import TaskSort
 from tests.factories import API, SignedInUser, new_user
+from tests.security.helpers import walk_pages
 
 PROPERTY_SETTINGS = settings(
     max_examples=25,
@@ -408,25 +409,6 @@ def as_query(chosen: dict[str, Any], offset: timezone) -> dict[str, Any]:
     return params
 
 
-def walk(
-    client: TestClient, url: str, headers: dict[str, str], params: dict[str, Any], limit: int
-) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(MAX_TASKS + 5):
-        query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
-        response = client.get(url, params=query, headers=headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        assert len(page["items"]) <= limit
-        items.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-        assert page["items"], "a page with a next cursor must not be empty"
-    raise AssertionError("pagination did not end")
-
-
 def draw_value(data: st.DataObject, world: World, name: str) -> Any:
     """A value for filter `name` (None when this world has nothing to name)."""
     live = [row for row in world.rows if row.deleted_at is None]
@@ -544,7 +526,9 @@ def check(
         title_rank([row.title for row in live]),
     )
     event(f"{len(expected)} matched" if len(expected) < 3 else "3+ matched")
-    items = walk(client, url, world.owner.headers, params, limit)
+    items = walk_pages(
+        client, url, world.owner.headers, {**params, "limit": limit}, max_pages=MAX_TASKS + 5
+    )
     got = [item["id"] for item in items]
     assert len(got) == len(set(got)), "a task was repeated"
     assert got == [str(row.id) for row in expected], (chosen, sort, limit)
