@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import OPENAPI_TAGS, include_api
+from app.auth.cache import listen_for_changes, start_principal_cache
 from app.auth.service import AuthComponents
 from app.bootstrap import ensure_first_admin
 from app.core.config import Settings, get_settings
@@ -43,6 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # deadlocks the pool.
     limiter_engine = create_engine(settings, pool_size=2, max_overflow=4)
     app.state.database = database
+    principals = start_principal_cache(settings, database)
     app.state.auth = AuthComponents(
         settings=settings,
         hasher=hasher,
@@ -50,13 +52,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limiter=RateLimiter(settings, limiter_engine),
         mailer=create_mailer(settings),
         cursors=CursorCodec(settings.SECRET_KEY.get_secret_value()),
+        principals=principals,
     )
+    listener = await listen_for_changes(settings, principals)
     try:
         await ensure_first_admin(settings, database, hasher)
         if settings.GC_TUNING:
             tune_garbage_collector()
         yield
     finally:
+        if listener is not None:
+            await listener.stop()
         await app.state.auth.limiter.aclose()
         await limiter_engine.dispose()
         await database.dispose()

@@ -8,11 +8,15 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.auth.cache import KEEPS_PRINCIPALS, PrincipalCache
 from app.auth.exceptions import (
     InvalidCredentials,
     InvalidRefreshToken,
@@ -28,7 +32,7 @@ from app.core.config import Settings
 from app.core.db import end_read_only_transaction
 from app.core.errors import TooManyRequests
 from app.core.mail import Mail, Mailer
-from app.core.models import utcnow
+from app.core.models import detached_instance, table_of, utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.core.rate_limit import RateLimiter
 from app.core.security import (
@@ -58,6 +62,7 @@ class AuthComponents:
     limiter: RateLimiter
     mailer: Mailer
     cursors: CursorCodec
+    principals: PrincipalCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +247,8 @@ async def refresh(session: AsyncSession, auth: AuthComponents, *, refresh_token:
             expires_at=now + timedelta(days=auth.settings.REFRESH_TOKEN_EXPIRE_DAYS),
         )
         .returning(col(AuthSession.id))
-        .execution_options(synchronize_session=False)
+        # A later expiry and a new refresh token id: no cached answer becomes wrong.
+        .execution_options(synchronize_session=False, **{KEEPS_PRINCIPALS: True})
     )
     if swapped.first() is None:
         auth_session = await session.get(AuthSession, session_id)
@@ -265,11 +271,12 @@ async def refresh(session: AsyncSession, auth: AuthComponents, *, refresh_token:
 
 
 async def authenticate(session: AsyncSession, auth: AuthComponents, token: str) -> Principal:
-    """Resolve an access token to its user, honouring revocation: one indexed query.
+    """Resolve an access token to its user, honouring revocation: one indexed query at most.
 
     The token must verify (signature, algorithm, audience, expiry) and its session must still
     be open, so logging out, a password change or a revoked session stop it at once, in every
-    process. A deactivated user's tokens stop working too.
+    process. A deactivated user's tokens stop working too. On PostgreSQL the answer usually
+    comes from `auth.principals`, which the database keeps current (app/auth/cache.py).
     """
     try:
         claims = auth.tokens.decode(token, TokenType.ACCESS)
@@ -278,23 +285,49 @@ async def authenticate(session: AsyncSession, auth: AuthComponents, token: str) 
     except (InvalidToken, InvalidUUID) as exc:
         raise InvalidTokenError() from exc
     now = utcnow()
-    result = await session.exec(
-        _PRINCIPAL_QUERY, params={"session_id": session_id, "user_id": user_id, "now": now}
-    )
-    row = result.first()
-    if row is None:
-        raise InvalidTokenError()
-    user, last_used_at = row
+    principals = auth.principals
+    known = principals.lookup(user_id, session_id, now)
+    if known is None:
+        generation = principals.generation
+        result = await session.exec(
+            _PRINCIPAL_QUERY, params={"session_id": session_id, "user_id": user_id, "now": now}
+        )
+        row = result.first()
+        if row is None:
+            raise InvalidTokenError()
+        *user_values, last_used_at, expires_at = row
+        values = dict(zip(_USER_COLUMN_NAMES, user_values, strict=True))
+        principals.store(
+            generation, values, session_id, expires_at=expires_at, last_used_at=last_used_at
+        )
+    else:
+        values, last_used_at = known
     if now - last_used_at > LAST_USED_GRANULARITY:
         await session.exec(_TOUCH_SESSION, params={"session_id": session_id, "now": now})
-    return Principal(user=user, session_id=session_id)
+        principals.touched(user_id, session_id, now)
+    return Principal(user=_as_loaded(session, values), session_id=session_id)
+
+
+def _as_loaded(session: AsyncSession, values: dict[str, Any]) -> User:
+    """The user as if this session had loaded it: routes may change it and have that saved."""
+    loaded = session.identity_map.get(identity_key(User, values["id"]))
+    if isinstance(loaded, User):
+        if not sa_inspect(loaded).unloaded:
+            return loaded  # what a query would have returned too
+        session.expunge(loaded)  # expired (a rollback): a query would have reloaded it
+    user = detached_instance(User, values)  # a fresh instance per request, never shared
+    session.add(user)
+    return user
 
 
 # The token check runs on every request: its statements are built once, with bound
 # parameters, so SQLAlchemy neither rebuilds the expression nor recomputes its cache key
-# (both are per statement object) on each call.
+# (both are per statement object) on each call. Columns, not an entity: the row is cached.
+_USER_COLUMNS = list(table_of(User).columns)
+_USER_COLUMN_NAMES = tuple(column.key for column in _USER_COLUMNS)
+_SESSION_COLUMNS = table_of(AuthSession).c
 _PRINCIPAL_QUERY = (
-    select(User, AuthSession.last_used_at)
+    select(*[*_USER_COLUMNS, _SESSION_COLUMNS.last_used_at, _SESSION_COLUMNS.expires_at])
     .join(AuthSession, col(AuthSession.user_id) == col(User.id))
     .where(
         col(AuthSession.id) == bindparam("session_id"),
@@ -307,7 +340,7 @@ _TOUCH_SESSION = (
     update(AuthSession)
     .where(col(AuthSession.id) == bindparam("session_id"))
     .values(last_used_at=bindparam("now"))
-    .execution_options(synchronize_session=False)
+    .execution_options(synchronize_session=False, **{KEEPS_PRINCIPALS: True})
 )
 
 

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     PASSWORD_HASH_CONCURRENCY: int = Field(default=1, ge=1, le=64)
     # After start-up: freeze the start-up heap and collect garbage rarely (app/core/process.py).
     GC_TUNING: bool = True
+    # PostgreSQL only: how long a verified (session, user) pair may be reused without asking
+    # the database. Every change to an account or a session is announced by the database
+    # (LISTEN/NOTIFY) and drops it at once in every process; this is the bound if an
+    # announcement is ever missed. 0 checks the database on every request.
+    AUTH_CACHE_SECONDS: int = Field(default=30, ge=0, le=300)
+    AUTH_CACHE_USERS: int = Field(default=10_000, ge=1, le=1_000_000)
 
     CORS_ORIGINS: Annotated[list[AnyHttpUrl], NoDecode] = []
     MAX_REQUEST_BODY_BYTES: int = Field(default=1_048_576, ge=1024)

@@ -1,11 +1,14 @@
 """What every table shares: stable constraint names, UUIDv7 keys and UTC timestamps."""
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import uuid_utils.compat as uuid_compat
 from sqlalchemy import DateTime, Dialect, MetaData, Table
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -27,6 +30,21 @@ def table_of(model: type[SQLModel]) -> Table:
     if not isinstance(table, Table):
         raise TypeError(f"{model.__name__} is not a table model")
     return table
+
+
+M = TypeVar("M", bound=SQLModel)
+
+
+def detached_instance(model: type[M], values: Mapping[str, Any]) -> M:
+    """An instance of a table model as if loaded from a stored row, without a query.
+
+    For rows kept between requests: `session.add()` makes it the session's own, unchanged,
+    and only what is changed afterwards is written. `values` must hold every column.
+    """
+    instance: M = sa_inspect(model).class_manager.new_instance()
+    instance.__dict__.update(values)
+    make_transient_to_detached(instance)
+    return instance
 
 
 def utcnow() -> datetime:

@@ -5,6 +5,7 @@ import base64
 import json
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.auth.cache import PrincipalCache
 from app.auth.service import AuthComponents
 from app.core.db import Database
 from app.core.mail import Mail, MemoryMailer
@@ -137,6 +139,24 @@ def scalar(engine: Engine, sql: str, **params: Any) -> Any:
 def execute(engine: Engine, sql: str, **params: Any) -> None:
     with engine.begin() as connection:
         connection.execute(text(sql), params)
+
+
+def wait_until(condition: Any, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def change_elsewhere(client: TestClient, engine: Engine, sql: str, **params: Any) -> None:
+    """Run `sql` on a connection of its own, as another process would; wait until heard."""
+    cache: PrincipalCache = client.app.state.auth.principals  # type: ignore[attr-defined]
+    generation = cache.generation
+    execute(engine, sql, **params)
+    if cache.enabled:
+        assert wait_until(lambda: cache.generation != generation), "never announced"
 
 
 def uuid_param(engine: Engine, value: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from app.auth.dependencies import get_current_active_user, get_current_user, require_admin
 from app.core.errors import Forbidden
 from app.users.models import Role, User
-from tests.auth.helpers import assert_problem, execute, uuid_param
+from tests.auth.helpers import assert_problem, change_elsewhere, uuid_param
 from tests.factories import API, new_user, register
 
 PUBLIC = {
@@ -145,7 +145,8 @@ def test_a_deactivated_account_is_locked_out_even_with_open_sessions(
     """Deactivated behind the API's back (sessions not revoked): every route still says 401."""
     user = new_user(client)
     sessions = client.get(f"{API}/auth/sessions", headers=user.headers).json()["items"]
-    execute(
+    change_elsewhere(
+        client,
         housekeeping_engine,
         'UPDATE "user" SET is_active = false WHERE id = :id',
         id=uuid_param(housekeeping_engine, user.id),

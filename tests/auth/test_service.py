@@ -9,6 +9,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth import service
+from app.auth.cache import PrincipalCache
 from app.auth.exceptions import (
     InvalidCredentials,
     InvalidRefreshToken,
@@ -48,6 +49,7 @@ async def auth(settings: Settings) -> AsyncIterator[AuthComponents]:
         limiter=RateLimiter(settings, database.engine),
         mailer=MemoryMailer(),
         cursors=CursorCodec(settings.SECRET_KEY.get_secret_value()),
+        principals=PrincipalCache(seconds=0, max_users=1),
     )
     await database.dispose()
 
@@ -321,6 +323,7 @@ async def test_throttled_sign_in_raises_429_with_retry_after(
         limiter=RateLimiter(strict, database.engine),
         mailer=MemoryMailer(),
         cursors=CursorCodec("x"),
+        principals=PrincipalCache(seconds=0, max_users=1),
     )
     try:
         with pytest.raises(InvalidCredentials):
