@@ -1,12 +1,13 @@
 """The engine (one per process), the per-request session and its transaction."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 from sqlalchemy import event, exc, text
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -205,3 +206,73 @@ def contains_pattern(fragment: str) -> str:
         .replace("_", LIKE_ESCAPE + "_")
     )
     return f"%{escaped}%"
+
+
+_DRIVER_DIALECT = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
+
+
+class HotQuery:
+    """A prebuilt SELECT that PostgreSQL runs on the driver's own connection (asyncpg).
+
+    For the few reads on every request's path. SQLAlchemy still writes the SQL (compiled once,
+    here, into asyncpg's `$n` form) but does not execute it: its async adaptation, cursor
+    wrapper and result objects cost more than the query itself (bench/README.md). So this
+    is only for statements whose parameters and columns need no conversion on PostgreSQL
+    (uuid, text, integers, booleans, timestamptz, and JSON cast to text); the tests read each
+    one both ways and compare. On SQLite it is simply executed by the session.
+    """
+
+    __slots__ = ("_fixed", "names", "sql", "statement")
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        compiled = statement.compile(dialect=_DRIVER_DIALECT)
+        # Lists bound to IN (...) are spelled out by SQLAlchemy at execution: such a
+        # statement stays with the session.
+        self.sql: str | None = None if compiled.post_compile_params else compiled.string
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+        # Values the statement carries itself (literals such as a JSON key): always the same.
+        self._fixed = {
+            name: compiled.binds[name].effective_value
+            for name in self.names
+            if not compiled.binds[name].required
+        }
+
+    async def fetch(
+        self, session: AsyncSession, params: Mapping[str, Any]
+    ) -> Sequence[Mapping[str, Any]]:
+        """Every row, as mappings of column name to value."""
+        connection = await _driver_connection(session) if self.sql is not None else None
+        if connection is not None:
+            rows: Sequence[Mapping[str, Any]] = await connection.fetch(
+                self.sql, *self._args(params)
+            )
+            return rows
+        result = await (await session.connection()).execute(self.statement, params)
+        return cast(Sequence[Mapping[str, Any]], result.mappings().all())
+
+    async def fetch_one(
+        self, session: AsyncSession, params: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """The first row, or None."""
+        connection = await _driver_connection(session) if self.sql is not None else None
+        if connection is not None:
+            row: Mapping[str, Any] | None = await connection.fetchrow(self.sql, *self._args(params))
+            return row
+        result = await (await session.connection()).execute(self.statement, params)
+        return cast(Mapping[str, Any] | None, result.mappings().first())
+
+    def _args(self, params: Mapping[str, Any]) -> list[Any]:
+        fixed = self._fixed
+        return [fixed[name] if name in fixed else params[name] for name in self.names]
+
+
+async def _driver_connection(session: AsyncSession) -> Any:
+    """PostgreSQL: asyncpg's connection under the session's own (and in its transaction, if
+    it has one: the read sees what the session's other statements see). None on SQLite."""
+    bind = session.bind
+    if bind is None or bind.dialect.name != "postgresql":
+        return None
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection

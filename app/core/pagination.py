@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, Integer, and_, bindparam, false, func, or_
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.db import HotQuery
 from app.core.errors import UnprocessableEntity
 
 DEFAULT_PAGE_SIZE = 50
@@ -188,7 +189,7 @@ def _row_after(
 # SQLAlchemy cache key cost more CPU than running it; a list whose SQL depends only on a few
 # choices (its sort, which filters are present, where the cursor points) builds each shape
 # once and binds the values as parameters.
-_BUILT: LRUCache[Hashable, list[Any]] = LRUCache(maxsize=1024)
+_BUILT: LRUCache[Hashable, list[HotQuery]] = LRUCache(maxsize=1024)
 _PAGE_LIMIT = bindparam("page_limit", type_=Integer)
 
 
@@ -245,27 +246,34 @@ async def paginate(
 
     With `shape`, `statement` is a function building the filtered statement, with bound
     parameters whose values are `params`, and `(scope, shape)` must determine the SQL: the
-    page statements are then built once per shape and reused.
+    page statements are then built once per shape and reused, run as `HotQuery`s, and the
+    rows are mappings of column name to value.
     """
     values = codec.decode(page.cursor, scope, len(keys)) if page.cursor else None
     bound = dict(params or {})
     if values is not None:
         bound.update({f"cursor_{i}": v for i, v in enumerate(values) if v is not None})
     cursor_shape = None if values is None else tuple(v is None for v in values)
-    segments = _BUILT.get((scope, shape, cursor_shape)) if shape is not None else None
-    if segments is None:
-        base = statement() if shape is not None else statement
-        marks = None if values is None else _cursor_marks(keys, values)
-        segments = _segments(base, keys, marks)
-        if shape is not None:
-            _BUILT[(scope, shape, cursor_shape)] = segments
     wanted = page.limit + 1
     rows: list[Any] = []
-    for segment in segments:
-        result = await session.exec(segment, params={**bound, "page_limit": wanted - len(rows)})
-        rows.extend(result.all())
-        if len(rows) >= wanted:
-            break
+    if shape is not None:
+        queries = _BUILT.get((scope, shape, cursor_shape))
+        if queries is None:
+            marks = None if values is None else _cursor_marks(keys, values)
+            queries = [HotQuery(segment) for segment in _segments(statement(), keys, marks)]
+            _BUILT[(scope, shape, cursor_shape)] = queries
+        for query in queries:
+            bound["page_limit"] = wanted - len(rows)
+            rows.extend(await query.fetch(session, bound))
+            if len(rows) >= wanted:
+                break
+    else:
+        marks = None if values is None else _cursor_marks(keys, values)
+        for segment in _segments(statement, keys, marks):
+            bound["page_limit"] = wanted - len(rows)
+            rows.extend((await session.exec(segment, params=bound)).all())
+            if len(rows) >= wanted:
+                break
     next_cursor = None
     if len(rows) > page.limit:
         rows = rows[: page.limit]

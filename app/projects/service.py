@@ -3,12 +3,13 @@
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.db import HotQuery
 from app.core.http import check_if_match, flush_versioned, touch
 from app.core.models import table_of, utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
@@ -36,17 +37,19 @@ async def create_inbox(session: AsyncSession, *, owner_id: uuid.UUID) -> Project
 
 _PROJECT = table_of(Project).c
 # Creating a task in the Inbox needs only its id: a prebuilt column read, not an ORM instance.
-_INBOX_ID = select(_PROJECT.id).where(
-    _PROJECT.owner_id == bindparam("owner_id", type_=_PROJECT.owner_id.type), _PROJECT.is_inbox
+_INBOX_ID = HotQuery(
+    select(_PROJECT.id).where(
+        _PROJECT.owner_id == bindparam("owner_id", type_=_PROJECT.owner_id.type), _PROJECT.is_inbox
+    )
 )
 
 
 async def inbox_id(session: AsyncSession, *, owner_id: uuid.UUID) -> uuid.UUID:
     """The id of the user's Inbox (created now for an account made before projects existed)."""
-    found: uuid.UUID | None = (await session.exec(_INBOX_ID, params={"owner_id": owner_id})).first()
+    found = await _INBOX_ID.fetch_one(session, {"owner_id": owner_id})
     if found is None:
         return (await create_inbox(session, owner_id=owner_id)).id
-    return found
+    return cast(uuid.UUID, found["id"])
 
 
 async def get_project(

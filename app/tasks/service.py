@@ -29,7 +29,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.core.db import LIKE_ESCAPE, contains_pattern
+from app.core.db import LIKE_ESCAPE, HotQuery, contains_pattern
 from app.core.errors import AppError
 from app.core.http import check_if_match, flush_versioned, touch
 from app.core.models import table_of, utcnow
@@ -168,16 +168,18 @@ async def _last_position(
     session: AsyncSession, *, owner_id: uuid.UUID, project_id: uuid.UUID
 ) -> str | None:
     params = {"owner_id": owner_id, "project_id": project_id}
-    last: str | None = (await session.exec(_LAST_POSITION, params=params)).one()
-    return last
+    row = await _LAST_POSITION.fetch_one(session, params)
+    return None if row is None else cast(str | None, row["last"])
 
 
 # MAX over the (owner, project, position) index: the last entry, not a scan. Built once: every
 # create and every move to another project runs it.
-_LAST_POSITION = select(func.max(_TASK.position)).where(
-    _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
-    _TASK.project_id == bindparam("project_id", type_=_TASK.project_id.type),
-    _TASK.deleted_at.is_(None),
+_LAST_POSITION = HotQuery(
+    select(func.max(_TASK.position).label("last")).where(
+        _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
+        _TASK.project_id == bindparam("project_id", type_=_TASK.project_id.type),
+        _TASK.deleted_at.is_(None),
+    )
 )
 
 
@@ -521,7 +523,7 @@ def sort_keys(sort: str) -> tuple[list[SortKey], Callable[[Any], list[Any]]]:
     ]
     keys.append(SortKey(_TASK.id, descending=descending))
     fields = [*names, "id"]
-    return keys, lambda row: [getattr(row, field) for field in fields]
+    return keys, lambda row: [row[field] for field in fields]
 
 
 async def _check_filter_owners(
@@ -695,9 +697,9 @@ def _labels_json_sqlite(element: LabelsJSON, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(subquery, **kw))
 
 
-def _public_from_row(row: Any) -> TaskPublicPlain:
-    """A task as the API shows it, from a row of `_PUBLIC_COLUMNS`."""
-    fields = dict(row._mapping)
+def _public_from_row(row: Mapping[str, Any]) -> TaskPublicPlain:
+    """A task as the API shows it, from a row of `_PUBLIC_COLUMNS` (as a mapping)."""
+    fields = dict(row)
     fields["labels"] = from_json(fields["labels"])
     return cast(TaskPublicPlain, _PUBLIC_VALIDATOR.validate_python(fields))
 
@@ -754,10 +756,12 @@ _PUBLIC_COLUMNS = [
 ]
 # Validates a row's fields into TaskPublicPlain: SQLModel's own __init__ would validate twice.
 _PUBLIC_VALIDATOR = TaskPublicPlain.__pydantic_validator__
-_READ_ONE = select(*_PUBLIC_COLUMNS).where(
-    _TASK.id == bindparam("task_id", type_=_TASK.id.type),
-    _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
-    _TASK.deleted_at.is_(None),
+_READ_ONE = HotQuery(
+    select(*_PUBLIC_COLUMNS).where(
+        _TASK.id == bindparam("task_id", type_=_TASK.id.type),
+        _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
+        _TASK.deleted_at.is_(None),
+    )
 )
 
 
@@ -768,8 +772,7 @@ async def read_task(
 
     TaskNotFound for a missing, trashed or someone else's task, exactly as `get_task`.
     """
-    result = await session.exec(_READ_ONE, params={"task_id": task_id, "owner_id": owner_id})
-    row = result.first()
+    row = await _READ_ONE.fetch_one(session, {"task_id": task_id, "owner_id": owner_id})
     if row is None:
         raise TaskNotFound()
     return _public_from_row(row)
