@@ -309,15 +309,18 @@ async def authenticate(session: AsyncSession, auth: AuthComponents, token: str) 
 
 
 def _as_loaded(session: AsyncSession, values: dict[str, Any]) -> User:
-    """The user as if this session had loaded it: routes may change it and have that saved."""
+    """The user as stored, a fresh instance per request (never shared between requests).
+
+    Detached: the services that change a user `session.add()` it first, which makes it the
+    session's own, unchanged, so only what they change is written. Attaching it here would
+    cost every request (a tenth of `GET /users/me`) for the few that write.
+    """
     loaded = session.identity_map.get(identity_key(User, values["id"]))
     if isinstance(loaded, User):
         if not sa_inspect(loaded).unloaded:
             return loaded  # what a query would have returned too
         session.expunge(loaded)  # expired (a rollback): a query would have reloaded it
-    user = detached_instance(User, values)  # a fresh instance per request, never shared
-    session.add(user)
-    return user
+    return detached_instance(User, values)
 
 
 # The token check runs on every request: its statements are built once, with bound
