@@ -64,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if listener is not None:
             await listener.stop()
         await app.state.auth.limiter.aclose()
+        hasher.close()
         await limiter_engine.dispose()
         await database.dispose()
 

@@ -1,6 +1,7 @@
 """Password hashing (argon2id, legacy bcrypt, off the event loop) and the token codec."""
 
 import gc
+import sys
 import time
 import uuid
 from datetime import timedelta
@@ -15,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.core.security import (
+    HASH_THREAD_NICENESS,
     InvalidToken,
     PasswordHasher,
     TokenCodec,
@@ -219,6 +221,30 @@ async def test_verify_runs_in_a_worker_thread(settings: Settings) -> None:
     assert await hasher.verify("pw-pw-pw-pw", hashed)
     assert threads
     assert threads[0] != threading.get_ident()
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are Linux's")
+async def test_hashes_run_on_their_own_threads_at_a_lower_priority(settings: Settings) -> None:
+    """A hash must yield the CPU to the event loop that serves every other request."""
+    import os
+    import threading
+
+    hasher = PasswordHasher(settings)
+    try:
+
+        def probe() -> tuple[str, int]:
+            thread = threading.current_thread()
+            return thread.name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        name, niceness = await hasher.run_in_hash_thread(probe)
+        ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert name.startswith("password-hash")
+        assert niceness == min(ours + HASH_THREAD_NICENESS, 19)
+        assert niceness > ours
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours  # ours stays
+    finally:
+        hasher.close()
 
 
 def test_password_fingerprint_follows_the_hash(settings: Settings) -> None:
