@@ -220,6 +220,12 @@ class HotQuery:
     is only for statements whose parameters and columns need no conversion on PostgreSQL
     (uuid, text, integers, booleans, timestamptz, and JSON cast to text); the tests read each
     one both ways and compare. On SQLite it is simply executed by the session.
+
+    Reads only. SQLAlchemy opens the driver's transaction with the session's first statement
+    of its own, so a HotQuery that runs before any has none around it; under READ COMMITTED
+    that reads exactly what it would have read inside (every statement takes a fresh snapshot
+    and, with no statement before it, the transaction has written nothing yet), but a write
+    there would commit on its own.
     """
 
     __slots__ = ("_fixed", "names", "sql", "statement")
@@ -268,8 +274,8 @@ class HotQuery:
 
 
 async def _driver_connection(session: AsyncSession) -> Any:
-    """PostgreSQL: asyncpg's connection under the session's own (and in its transaction, if
-    it has one: the read sees what the session's other statements see). None on SQLite."""
+    """PostgreSQL: asyncpg's connection under the session's own (in its transaction once one
+    is open: the read sees what the session's statements wrote). None on SQLite."""
     bind = session.bind
     if bind is None or bind.dialect.name != "postgresql":
         return None

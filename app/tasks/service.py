@@ -15,6 +15,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    insert,
     literal,
     literal_column,
     not_,
@@ -24,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -32,7 +34,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from app.core.db import LIKE_ESCAPE, HotQuery, contains_pattern
 from app.core.errors import AppError
 from app.core.http import check_if_match, flush_versioned, touch
-from app.core.models import table_of, utcnow
+from app.core.models import detached_instance, new_id, table_of, utcnow
 from app.core.pagination import CursorCodec, PageParams, SortKey, paginate
 from app.labels import service as label_service
 from app.labels.models import Label
@@ -325,23 +327,40 @@ async def create_task(
     else:
         project_id = await project_service.inbox_id(session, owner_id=owner_id)
     labels = await _labels_for(session, owner_id=owner_id, label_ids=label_ids)
-    task = Task(
-        owner_id=owner_id,
-        project_id=project_id,
-        parent_id=parent_id,
-        title=title,
-        description=description,
-        priority=priority,
-        due_at=due_at,
-        position=await _key_at_end(session, owner_id=owner_id, project_id=project_id),
-        created_at=now,
-        updated_at=now,
-    )
-    _set_status(task, status, now)
-    task.labels = labels
+    row = {
+        **_NEW_TASK_ROW,
+        "id": new_id(),
+        "owner_id": owner_id,
+        "project_id": project_id,
+        "parent_id": parent_id,
+        "title": title,
+        "description": description,
+        "status": status,
+        "completed_at": now if status == TaskStatus.DONE else None,
+        "priority": priority,
+        "due_at": due_at,
+        "position": await _key_at_end(session, owner_id=owner_id, project_id=project_id),
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Two plain INSERTs instead of the unit of work's flush (a third of a create's CPU); the
+    # row's values were validated on the way in (TaskCreate) or computed here.
+    await session.exec(_INSERT_TASK, params=row)
+    if labels:
+        links = [{"task_id": row["id"], "label_id": label.id} for label in labels]
+        await session.exec(_INSERT_TASK_LABELS, params=links)
+    # The session's own instance, as if it had just loaded the row: later changes in this
+    # session (moves, label changes, If-Match updates) work on it as on any loaded task.
+    task = detached_instance(Task, row)
+    set_committed_value(task, "labels", labels)
     session.add(task)
-    await session.flush()
     return task
+
+
+# A new task: every column, None unless create_task sets it (version 1, not in the trash).
+_NEW_TASK_ROW: dict[str, Any] = {**dict.fromkeys(_TASK.keys()), "version": 1}
+_INSERT_TASK = insert(table_of(Task))
+_INSERT_TASK_LABELS = insert(table_of(TaskLabel))
 
 
 async def _move_to_project(
