@@ -72,6 +72,40 @@ def check_if_match(header: str | None, version: int) -> None:
         raise VersionMismatch(version)
 
 
+# A version no row ever has (versions start at 1): the If-Match of a write that cannot pass.
+NO_VERSION = 0
+# Versions are 32-bit integers in the database; a larger number in a tag can never match.
+_MAX_VERSION = 2**31 - 1
+
+
+def if_match_version(header: str | None) -> int | None:
+    """The one version an `If-Match` header allows a write at, for a check inside the write.
+
+    None: any version (no header, or `*`). NO_VERSION: none can match (only weak or foreign
+    tags). Raises ValueError when the header names several of our tags: `if_match_passes`
+    must then decide, after the row is read.
+    """
+    if header is None:
+        return None
+    tags = _tags(header)
+    if "*" in tags:
+        return None
+    versions = {version for tag in tags if (version := _version_of(tag)) is not None}
+    if len(versions) > 1:
+        raise ValueError("several versions")
+    return versions.pop() if versions else NO_VERSION
+
+
+def _version_of(tag: str) -> int | None:
+    """The version in one of our strong tags, exactly as `etag_for` writes it (else None)."""
+    digits = tag[2:-1]
+    if not (tag.startswith('"v') and tag.endswith('"') and digits.isascii() and digits.isdigit()):
+        return None
+    if len(digits) > 10 or etag_for(int(digits)) != tag or int(digits) > _MAX_VERSION:
+        return None
+    return int(digits)
+
+
 def if_none_match_matches(header: str | None, version: int) -> bool:
     """Whether a GET's `If-None-Match` names the current representation (answer 304).
 

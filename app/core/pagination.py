@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.db import HotQuery
 from app.core.errors import UnprocessableEntity
+from app.core.query import QueryModel
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -55,20 +56,38 @@ class PageParams:
     include_total: bool
 
 
+# The paging parameters, declared once: FastAPI's own (`page_params`) and the query models'
+# (`PageQuery`) read the same constraints and descriptions.
+LimitParam = Annotated[
+    int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page (at most 200).")
+]
+CursorParam = Annotated[
+    str | None,
+    Query(max_length=CURSOR_MAX_LENGTH, description="`next_cursor` of the previous page."),
+]
+IncludeTotalParam = Annotated[
+    bool, Query(description="Also count every matching row (costs a count query).")
+]
+
+
 async def page_params(
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page (at most 200).")
-    ] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[
-        str | None,
-        Query(max_length=CURSOR_MAX_LENGTH, description="`next_cursor` of the previous page."),
-    ] = None,
-    include_total: Annotated[
-        bool, Query(description="Also count every matching row (costs a count query).")
-    ] = False,
+    limit: LimitParam = DEFAULT_PAGE_SIZE,
+    cursor: CursorParam = None,
+    include_total: IncludeTotalParam = False,
 ) -> PageParams:
     """The paging query parameters every list endpoint takes."""
     return PageParams(limit=limit, cursor=cursor, include_total=include_total)
+
+
+class PageQuery(QueryModel):
+    """The paging parameters, for a list whose query is read as one model (`app.core.query`)."""
+
+    limit: LimitParam = DEFAULT_PAGE_SIZE
+    cursor: CursorParam = None
+    include_total: IncludeTotalParam = False
+
+    def page(self) -> PageParams:
+        return PageParams(limit=self.limit, cursor=self.cursor, include_total=self.include_total)
 
 
 PageParamsDep = Annotated[PageParams, Depends(page_params)]

@@ -1,21 +1,21 @@
 """Load-and-check dependencies for task routes: the owner filter is part of the query."""
 
 import uuid
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Request
 
 from app.auth.dependencies import ActiveUser
 from app.core.db import SessionDep
 from app.core.errors import UnprocessableEntity
-from app.core.schemas import InstantIn
+from app.core.query import query_dependency
 from app.tasks import service
-from app.tasks.models import PRIORITY_MAX, PRIORITY_MIN, Task, TaskStatus
-from app.tasks.schemas import TaskFilters
+from app.tasks.models import Task
+from app.tasks.schemas import ProjectTaskListQuery, TaskListQuery
 
 TaskId = Annotated[uuid.UUID, Path(description="The task's id.")]
-MAX_FILTER_VALUES = 20
-Q_MAX_LENGTH = 200
+Q = TypeVar("Q", bound=ProjectTaskListQuery)
 
 
 async def get_owned_task_for_update(task_id: TaskId, user: ActiveUser, session: SessionDep) -> Task:
@@ -38,68 +38,20 @@ TaskForUpdate = Annotated[Task, Depends(get_owned_task_for_update)]
 TaskInTrashOrNot = Annotated[Task, Depends(get_owned_task_any)]
 
 
-async def task_filters(
-    status: Annotated[
-        list[TaskStatus] | None,
-        Query(max_length=MAX_FILTER_VALUES, description="Any of these statuses (repeatable)."),
-    ] = None,
-    priority_min: Annotated[
-        int | None, Query(ge=PRIORITY_MIN, le=PRIORITY_MAX, description="At least this priority.")
-    ] = None,
-    label: Annotated[
-        list[uuid.UUID] | None,
-        Query(max_length=MAX_FILTER_VALUES, description="Carrying every one of these labels."),
-    ] = None,
-    due_before: Annotated[
-        InstantIn | None, Query(description="Due strictly before this instant (with offset).")
-    ] = None,
-    due_after: Annotated[
-        InstantIn | None, Query(description="Due at or after this instant (with offset).")
-    ] = None,
-    overdue: Annotated[
-        bool | None, Query(description="Due in the past and not done (or the opposite).")
-    ] = None,
-    has_due: Annotated[bool | None, Query(description="With (or without) a due date.")] = None,
-    parent_id: Annotated[uuid.UUID | None, Query(description="Subtasks of this task.")] = None,
-    top_level: Annotated[
-        bool | None, Query(description="Only tasks without a parent (or only subtasks).")
-    ] = None,
-    q: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=Q_MAX_LENGTH,
-            description="Text in the title or description (case-insensitive).",
-        ),
-    ] = None,
-    updated_since: Annotated[
-        InstantIn | None, Query(description="Changed at or after this instant.")
-    ] = None,
-    completed_since: Annotated[
-        InstantIn | None, Query(description="Completed at or after this instant.")
-    ] = None,
-) -> TaskFilters:
-    """The list filters shared by `/tasks` and `/projects/{id}/tasks`.
+def _task_list_query(model: type[Q]) -> Callable[[Request], Awaitable[Q]]:
+    read = query_dependency(model)
 
-    Instants must carry a UTC offset: a naive one would be guessed against some zone, so it
-    is a 422 instead.
-    """
-    if parent_id is not None and top_level is not None:
-        raise UnprocessableEntity("Use `parent_id` or `top_level`, not both.")
-    return TaskFilters(
-        statuses=tuple(status or ()),
-        priority_min=priority_min,
-        label_ids=tuple(label or ()),
-        due_before=due_before,
-        due_after=due_after,
-        overdue=overdue,
-        has_due=has_due,
-        parent_id=parent_id,
-        top_level=top_level,
-        q=q,
-        updated_since=updated_since,
-        completed_since=completed_since,
-    )
+    async def task_list_query(request: Request) -> Q:
+        """The list's query parameters, validated in one go (see app.core.query)."""
+        query = await read(request)
+        if query.parent_id is not None and query.top_level is not None:
+            raise UnprocessableEntity("Use `parent_id` or `top_level`, not both.")
+        return query
+
+    return task_list_query
 
 
-TaskFiltersDep = Annotated[TaskFilters, Depends(task_filters)]
+TaskListQueryDep = Annotated[TaskListQuery, Depends(_task_list_query(TaskListQuery))]
+ProjectTaskListQueryDep = Annotated[
+    ProjectTaskListQuery, Depends(_task_list_query(ProjectTaskListQuery))
+]

@@ -1,10 +1,8 @@
 """Tasks: the caller's to-do items, their subtasks, labels, order, bulk changes and trash."""
 
-import dataclasses
-import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.dependencies import ActiveUser, AuthDep
@@ -18,35 +16,31 @@ from app.core.http import (
     json_response,
     location_of,
 )
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import Page
+from app.core.query import query_parameters
 from app.projects.dependencies import OwnedProject
 from app.tasks import service
 from app.tasks.dependencies import (
-    TaskFiltersDep,
+    ProjectTaskListQueryDep,
     TaskForUpdate,
     TaskId,
     TaskInTrashOrNot,
+    TaskListQueryDep,
 )
 from app.tasks.models import Task
 from app.tasks.schemas import (
     BulkRequest,
     BulkResult,
     ProjectTaskCreate,
+    ProjectTaskListQuery,
     TaskCreate,
+    TaskListQuery,
     TaskPublic,
-    TaskSort,
     TaskUpdate,
 )
 
 router = APIRouter(tags=["tasks"])
 
-SortParam = Annotated[
-    TaskSort | None,
-    Query(
-        description="Order: a field, `-` first for descending (`-priority`). Ties break on the "
-        "id; empty due dates come last. Default: `position` for one project, else `created_at`."
-    ),
-]
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}
 
 
@@ -65,20 +59,19 @@ def _created(task: Task, request: Request, response: Response) -> TaskPublic:
     summary="List tasks",
     response_model=Page[TaskPublic],
     responses=problem_responses(401, 404, 422),
+    openapi_extra={"parameters": query_parameters(TaskListQuery)},
 )
 async def list_tasks(
-    user: ActiveUser,
-    session: SessionDep,
-    auth: AuthDep,
-    page: PageParamsDep,
-    filters: TaskFiltersDep,
-    project_id: Annotated[uuid.UUID | None, Query(description="Tasks of this project.")] = None,
-    sort: SortParam = None,
+    user: ActiveUser, session: SessionDep, auth: AuthDep, query: TaskListQueryDep
 ) -> Response:
     """The caller's tasks matching every filter given, one keyset page at a time."""
-    filters = dataclasses.replace(filters, project_id=project_id)
     tasks = await service.list_tasks(
-        session, owner_id=user.id, filters=filters, sort=sort, page=page, codec=auth.cursors
+        session,
+        owner_id=user.id,
+        filters=query.filters(project_id=query.project_id),
+        sort=query.sort,
+        page=query.page(),
+        codec=auth.cursors,
     )
     return json_response(tasks)
 
@@ -145,12 +138,12 @@ async def read_task(
     responses=problem_responses(401, 404, 412, 422),
 )
 async def update_task(
+    task_id: TaskId,
     data: TaskUpdate,
-    task: TaskForUpdate,
+    user: ActiveUser,
     session: SessionDep,
-    response: Response,
     if_match: IfMatchHeader = None,
-) -> TaskPublic:
+) -> Response:
     """Change the fields sent (`null` clears a nullable one); a stale `If-Match` is a 412.
 
     Reorder with `after_id` (right after that task of the same project; `null`: first) or
@@ -158,7 +151,10 @@ async def update_task(
     `status` sets and clears `completed_at`. Without `If-Match`, the last write wins.
     """
     changes = data.model_dump(exclude_unset=True)
-    return _public(await service.update_task(session, task, changes, if_match=if_match), response)
+    task = await service.patch_task(
+        session, owner_id=user.id, task_id=task_id, changes=changes, if_match=if_match
+    )
+    return json_response(task, headers={"ETag": etag_for(task.version)})
 
 
 @router.delete(
@@ -195,22 +191,25 @@ async def restore_task(
     summary="List a project's tasks",
     response_model=Page[TaskPublic],
     responses=problem_responses(401, 404, 422),
+    openapi_extra={"parameters": query_parameters(ProjectTaskListQuery)},
 )
 async def list_project_tasks(
     project: OwnedProject,
     user: ActiveUser,
     session: SessionDep,
     auth: AuthDep,
-    page: PageParamsDep,
-    filters: TaskFiltersDep,
-    sort: SortParam = None,
+    query: ProjectTaskListQueryDep,
 ) -> Response:
     """The project's tasks, in manual order unless `sort` says otherwise; same filters as
     `GET /tasks`.
     """
-    filters = dataclasses.replace(filters, project_id=project.id)
     tasks = await service.list_tasks(
-        session, owner_id=user.id, filters=filters, sort=sort, page=page, codec=auth.cursors
+        session,
+        owner_id=user.id,
+        filters=query.filters(project_id=project.id),
+        sort=query.sort,
+        page=query.page(),
+        codec=auth.cursors,
     )
     return json_response(tasks)
 

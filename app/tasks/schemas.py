@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal, Self
 
+from fastapi import Query
 from pydantic import StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.pagination import Page
+from app.core.pagination import Page, PageQuery
 from app.core.schemas import NUMBER_ONLY, InputModel, Instant, InstantIn, plain_copy
 from app.labels.schemas import LabelBrief
 from app.tasks.models import (
@@ -143,6 +144,91 @@ class TaskFilters:
     q: str | None = None
     updated_since: datetime | None = None
     completed_since: datetime | None = None
+
+
+# The list's query string, read as one model (see app.core.query).
+
+MAX_FILTER_VALUES = 20
+Q_MAX_LENGTH = 200
+
+
+class ProjectTaskListQuery(PageQuery):
+    """`GET /projects/{id}/tasks`: paging, order and every filter; instants need an offset.
+
+    A naive instant would be guessed against some zone, so it is a 422 instead.
+    """
+
+    sort: Annotated[
+        TaskSort | None,
+        Query(
+            description="Order: a field, `-` first for descending (`-priority`). Ties break on "
+            "the id; empty due dates come last. Default: `position` for one project, else "
+            "`created_at`."
+        ),
+    ] = None
+    status: Annotated[
+        list[TaskStatus] | None,
+        Query(max_length=MAX_FILTER_VALUES, description="Any of these statuses (repeatable)."),
+    ] = None
+    priority_min: Annotated[
+        int | None, Query(ge=PRIORITY_MIN, le=PRIORITY_MAX, description="At least this priority.")
+    ] = None
+    label: Annotated[
+        list[uuid.UUID] | None,
+        Query(max_length=MAX_FILTER_VALUES, description="Carrying every one of these labels."),
+    ] = None
+    due_before: Annotated[
+        InstantIn | None, Query(description="Due strictly before this instant (with offset).")
+    ] = None
+    due_after: Annotated[
+        InstantIn | None, Query(description="Due at or after this instant (with offset).")
+    ] = None
+    overdue: Annotated[
+        bool | None, Query(description="Due in the past and not done (or the opposite).")
+    ] = None
+    has_due: Annotated[bool | None, Query(description="With (or without) a due date.")] = None
+    parent_id: Annotated[uuid.UUID | None, Query(description="Subtasks of this task.")] = None
+    top_level: Annotated[
+        bool | None, Query(description="Only tasks without a parent (or only subtasks).")
+    ] = None
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=Q_MAX_LENGTH,
+            description="Text in the title or description (case-insensitive).",
+        ),
+    ] = None
+    updated_since: Annotated[
+        InstantIn | None, Query(description="Changed at or after this instant.")
+    ] = None
+    completed_since: Annotated[
+        InstantIn | None, Query(description="Completed at or after this instant.")
+    ] = None
+
+    def filters(self, *, project_id: uuid.UUID | None) -> "TaskFilters":
+        """The filters of this query, for the tasks of `project_id` (None: every project)."""
+        return TaskFilters(
+            project_id=project_id,
+            statuses=tuple(self.status or ()),
+            priority_min=self.priority_min,
+            label_ids=tuple(self.label or ()),
+            due_before=self.due_before,
+            due_after=self.due_after,
+            overdue=self.overdue,
+            has_due=self.has_due,
+            parent_id=self.parent_id,
+            top_level=self.top_level,
+            q=self.q,
+            updated_since=self.updated_since,
+            completed_since=self.completed_since,
+        )
+
+
+class TaskListQuery(ProjectTaskListQuery):
+    """`GET /tasks`: the same, and optionally one project."""
+
+    project_id: Annotated[uuid.UUID | None, Query(description="Tasks of this project.")] = None
 
 
 # Bulk operations: `op` picks the shape.

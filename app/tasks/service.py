@@ -10,10 +10,12 @@ from typing import Any, cast
 from pydantic_core import from_json
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     String,
     Text,
     and_,
     bindparam,
+    case,
     func,
     insert,
     literal,
@@ -33,7 +35,13 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.db import LIKE_ESCAPE, HotQuery, contains_pattern
 from app.core.errors import AppError
-from app.core.http import check_if_match, flush_versioned, touch
+from app.core.http import (
+    VersionMismatch,
+    check_if_match,
+    flush_versioned,
+    if_match_version,
+    touch,
+)
 from app.core.models import detached_instance, new_id, table_of, utcnow
 from app.core.pagination import CursorCodec, PageParams, SortKey, paginate
 from app.labels import service as label_service
@@ -795,6 +803,111 @@ async def read_task(
     if row is None:
         raise TaskNotFound()
     return _public_from_row(row)
+
+
+# PATCH
+
+
+# The fields a PATCH can change with one UPDATE: neither the tree, the project, the labels nor
+# the order (those need the rows around the task, so they take the ORM path of update_task).
+FIELD_CHANGES = frozenset({*SCALAR_FIELDS, "status"})
+_FIELD_UPDATES: dict[tuple[tuple[str, ...], bool], tuple[HotQuery, Any]] = {}
+_CURRENT_VERSION = HotQuery(
+    select(_TASK.version).where(
+        _TASK.id == bindparam("task_id", type_=_TASK.id.type),
+        _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
+        _TASK.deleted_at.is_(None),
+    )
+)
+
+
+def _field_update(fields: tuple[str, ...], *, checks_version: bool) -> tuple[HotQuery, Any]:
+    """`UPDATE task SET <fields> ... RETURNING <TaskPublic's columns>`, built once per shape.
+
+    Two forms: PostgreSQL's returns the task as the API shows it; SQLite's RETURNING cannot
+    read other tables (the labels), so there it returns the id and the row is read after it.
+
+    The rules of `update_task`, in SQL: the version and `updated_at` move only when a value
+    really differs (`IS DISTINCT FROM`, so NULLs compare as values); `completed_at` is set on
+    entering `done` and cleared on leaving it. With `checks_version`, the row must still be at
+    the version If-Match names: PostgreSQL re-checks that after waiting for a concurrent
+    writer's lock, so two writers at one version cannot both pass.
+    """
+    key = (fields, checks_version)
+    built = _FIELD_UPDATES.get(key)
+    if built is not None:
+        return built
+    # Parameters named after no column: SQLAlchemy reserves column names in an UPDATE.
+    sent = {name: bindparam(f"new_{name}", type_=_TASK[name].type) for name in fields}
+    changed = or_(*(_TASK[name].is_distinct_from(value) for name, value in sent.items()))
+    now = bindparam("now", type_=_TASK.updated_at.type)
+    values: dict[str, Any] = dict(sent)
+    if "status" in sent:
+        done = sent["status"] == literal(TaskStatus.DONE.value)
+        kept_or_now = case((_TASK.status == TaskStatus.DONE.value, _TASK.completed_at), else_=now)
+        values["completed_at"] = case((done, kept_or_now), else_=None)
+    values["version"] = _TASK.version + case((changed, 1), else_=0)
+    values["updated_at"] = case((changed, now), else_=_TASK.updated_at)
+    conditions = [
+        _TASK.id == bindparam("the_task_id", type_=_TASK.id.type),
+        _TASK.owner_id == bindparam("the_owner_id", type_=_TASK.owner_id.type),
+        _TASK.deleted_at.is_(None),
+    ]
+    if checks_version:
+        conditions.append(_TASK.version == bindparam("expected_version", type_=Integer))
+    statement = update(table_of(Task)).where(*conditions).values(values)
+    built = _FIELD_UPDATES[key] = (
+        HotQuery(statement.returning(*_PUBLIC_COLUMNS)),
+        statement.returning(_TASK.id),
+    )
+    return built
+
+
+async def patch_task(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    task_id: uuid.UUID,
+    changes: Mapping[str, Any],
+    if_match: str | None = None,
+    now: datetime | None = None,
+) -> TaskPublicPlain:
+    """Apply a PATCH's validated changes (see TaskUpdate) to the caller's live task.
+
+    Changes of plain fields (FIELD_CHANGES) are one UPDATE statement that also checks the
+    owner, the trash and If-Match; anything else loads the task and goes through
+    `update_task`. Both give the same result, the same 404s and the same 412s.
+    """
+    try:
+        expected = if_match_version(if_match)
+    except ValueError:
+        expected, simple = None, False
+    else:
+        simple = bool(changes) and set(changes) <= FIELD_CHANGES
+    if not simple:
+        task = await get_task(session, owner_id=owner_id, task_id=task_id, for_update=True)
+        task = await update_task(session, task, changes, if_match=if_match, now=now)
+        return to_public(task)
+    fields = tuple(sorted(changes))
+    params: dict[str, Any] = {
+        f"new_{name}": value.value if name == "status" else value for name, value in changes.items()
+    }
+    params.update(the_task_id=task_id, the_owner_id=owner_id, now=now or utcnow())
+    if expected is not None:
+        params["expected_version"] = expected
+    postgres_form, sqlite_form = _field_update(fields, checks_version=expected is not None)
+    if session.get_bind().dialect.name == "postgresql":
+        row = await postgres_form.fetch_one(session, params)
+    elif (await session.exec(sqlite_form, params=params)).first() is not None:
+        row = await _READ_ONE.fetch_one(session, {"task_id": task_id, "owner_id": owner_id})
+    else:
+        row = None
+    if row is not None:
+        return _public_from_row(row)
+    current = await _CURRENT_VERSION.fetch_one(session, {"task_id": task_id, "owner_id": owner_id})
+    if current is None:
+        raise TaskNotFound()
+    raise VersionMismatch(int(current["version"]))
 
 
 # Bulk

@@ -1,11 +1,12 @@
-"""Location headers: resolved once per route, identical to what `url_for` gives."""
+"""Location headers (resolved once per route, identical to `url_for`) and If-Match parsing."""
 
 import uuid
 
+import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from app.core.http import location_of
+from app.core.http import NO_VERSION, if_match_passes, if_match_version, location_of
 
 
 def test_location_of_matches_url_for_for_every_id_and_root_path() -> None:
@@ -30,3 +31,37 @@ def test_location_of_matches_url_for_for_every_id_and_root_path() -> None:
             assert answer["ours"] == answer["url_for"]
             assert answer["ours"].endswith(f"/things/{thing_id}")
             assert answer["ours"].startswith(f"{root_path}/things/")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("*", None),
+        ('"v3", *', None),
+        ('"v3"', 3),
+        (' "v3" , W/"v4"', 3),
+        ('"v3", "v3"', 3),
+        ('W/"v3"', NO_VERSION),
+        ('"v03"', NO_VERSION),
+        ('"v"', NO_VERSION),
+        ('"v-1"', NO_VERSION),
+        ('"v\u0663"', NO_VERSION),  # an Arabic-Indic three
+        ('"v2147483648"', NO_VERSION),
+        ("", NO_VERSION),
+        ("garbage", NO_VERSION),
+    ],
+)
+def test_if_match_version_names_the_one_version_a_write_may_find(
+    header: str | None, expected: int | None
+) -> None:
+    assert if_match_version(header) == expected
+    # The same decision as the check made after reading the row.
+    for version in (1, 3, 4):
+        passes = if_match_passes(header, version)
+        assert passes == (expected is None or expected == version), (header, version)
+
+
+def test_if_match_version_leaves_several_versions_to_the_row_check() -> None:
+    with pytest.raises(ValueError, match="several"):
+        if_match_version('"v3", "v4"')

@@ -20,9 +20,8 @@ from app.core.schemas import PASSWORD_MAX_LENGTH
 from app.labels.models import NAME_MAX_LENGTH as LABEL_NAME_MAX_LENGTH
 from app.projects.models import DESCRIPTION_MAX_LENGTH as PROJECT_DESCRIPTION_MAX_LENGTH
 from app.projects.models import NAME_MAX_LENGTH as PROJECT_NAME_MAX_LENGTH
-from app.tasks.dependencies import MAX_FILTER_VALUES, Q_MAX_LENGTH
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, MAX_LABELS_PER_TASK, TITLE_MAX_LENGTH
-from app.tasks.schemas import MAX_BULK_OPERATIONS
+from app.tasks.schemas import MAX_BULK_OPERATIONS, MAX_FILTER_VALUES, Q_MAX_LENGTH
 from app.users.models import FULL_NAME_MAX_LENGTH
 from tests.factories import API, SignedInUser, new_user, register, unique_email
 from tests.security.helpers import (

@@ -1,10 +1,12 @@
 """Task services on the real database: many rows, keyset paging, races, trees, trash, purge."""
 
+import asyncio
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -306,3 +308,166 @@ async def test_list_statements_are_built_once_per_shape_and_values_stay_paramete
         priority_min=1,
     )
     assert len(builds) > built_for_one_walk
+
+
+# PATCH: one UPDATE for plain fields, the ORM path for the rest
+
+
+async def _patched_both_ways(
+    session: AsyncSession, owner: uuid.UUID, changes: dict[str, object], *, status: TaskStatus
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The same changes through patch_task (one UPDATE) and update_task (the ORM), compared."""
+    due = datetime(2031, 1, 2, 3, 4, tzinfo=UTC)
+    results = []
+    for way in ("statement", "orm"):
+        task = await service.create_task(
+            session,
+            owner_id=owner,
+            title="same",
+            description="d",
+            status=status,
+            due_at=due,
+            now=datetime(2030, 1, 1, tzinfo=UTC),
+        )
+        await session.commit()
+        now = datetime(2030, 6, 1, tzinfo=UTC)
+        if way == "statement":
+            public = await service.patch_task(
+                session, owner_id=owner, task_id=task.id, changes=changes, now=now
+            )
+        else:
+            loaded = await service.get_task(session, owner_id=owner, task_id=task.id)
+            public = service.to_public(await service.update_task(session, loaded, changes, now=now))
+        await session.commit()
+        read = await service.read_task(session, owner_id=owner, task_id=task.id)
+        assert read.model_dump() == public.model_dump()
+        results.append(public.model_dump(exclude={"id", "position", "created_at"}))
+    return results[0], results[1]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "changes"),
+    [
+        (TaskStatus.TODO, {"title": "new"}),
+        (TaskStatus.TODO, {"title": "same"}),  # no change: version and updated_at stay
+        (TaskStatus.TODO, {"description": None, "due_at": None, "priority": 3}),
+        (TaskStatus.TODO, {"due_at": datetime(2031, 1, 2, 3, 4, tzinfo=UTC)}),  # the same
+        (TaskStatus.TODO, {"status": TaskStatus.DONE}),  # completed_at set
+        (TaskStatus.DONE, {"status": TaskStatus.DONE, "title": "x"}),  # completed_at kept
+        (TaskStatus.DONE, {"status": TaskStatus.IN_PROGRESS}),  # completed_at cleared
+        (TaskStatus.IN_PROGRESS, {"status": TaskStatus.IN_PROGRESS}),  # nothing changes
+    ],
+)
+async def test_a_field_patch_is_what_the_orm_path_does(
+    db_session: AsyncSession, status: TaskStatus, changes: dict[str, object]
+) -> None:
+    owner = await _user(db_session)
+    statement, orm = await _patched_both_ways(db_session, owner, changes, status=status)
+    assert statement == orm
+
+
+@pytest.mark.anyio
+async def test_a_field_patch_without_a_change_keeps_version_and_updated_at(
+    db_session: AsyncSession,
+) -> None:
+    owner = await _user(db_session)
+    task = await service.create_task(db_session, owner_id=owner, title="t", priority=2)
+    await db_session.commit()
+    later = datetime(2040, 1, 1, tzinfo=UTC)
+    same = await service.patch_task(
+        db_session, owner_id=owner, task_id=task.id, changes={"priority": 2}, now=later
+    )
+    assert (same.version, same.updated_at) == (1, task.updated_at)
+    moved = await service.patch_task(
+        db_session, owner_id=owner, task_id=task.id, changes={"priority": 3}, now=later
+    )
+    assert (moved.version, moved.updated_at) == (2, later)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("if_match", "passes"),
+    [
+        ('"v1"', True),
+        ("*", True),
+        ('"v9", "v1"', True),  # several of our tags: decided after reading the row
+        ('"v2"', False),
+        ('W/"v1"', False),  # If-Match compares strongly
+        ('"v01"', False),  # not the tag we sent
+        ('"v\u0661"', False),  # an Arabic-Indic digit one: not ours either
+        ('"v99999999999999999999"', False),  # past any version the column can hold
+        ("nonsense", False),
+    ],
+)
+async def test_a_field_patch_checks_if_match_like_the_orm_path(
+    db_session: AsyncSession, if_match: str, passes: bool
+) -> None:
+    owner = await _user(db_session)
+    task_id = (await service.create_task(db_session, owner_id=owner, title="t")).id
+    await db_session.commit()
+    if passes:
+        public = await service.patch_task(
+            db_session, owner_id=owner, task_id=task_id, changes={"title": "u"}, if_match=if_match
+        )
+        assert (public.title, public.version) == ("u", 2)
+        return
+    with pytest.raises(VersionMismatch) as raised:
+        await service.patch_task(
+            db_session, owner_id=owner, task_id=task_id, changes={"title": "u"}, if_match=if_match
+        )
+    assert raised.value.extra["current_version"] == 1
+    await db_session.rollback()
+    read = await service.read_task(db_session, owner_id=owner, task_id=task_id)
+    assert (read.title, read.version) == ("t", 1)
+
+
+@pytest.mark.anyio
+async def test_a_field_patch_of_a_foreign_trashed_or_missing_task_is_not_found(
+    db_session: AsyncSession,
+) -> None:
+    owner, stranger = await _user(db_session), await _user(db_session)
+    task_id = (await service.create_task(db_session, owner_id=owner, title="mine")).id
+    trashed = await service.create_task(db_session, owner_id=owner, title="gone")
+    trashed_id = trashed.id
+    await service.trash_task(db_session, trashed)
+    await db_session.commit()
+    for who, target in ((stranger, task_id), (owner, trashed_id), (owner, new_id())):
+        for if_match in (None, '"v1"', '"v7"'):
+            with pytest.raises(TaskNotFound):
+                await service.patch_task(
+                    db_session,
+                    owner_id=who,
+                    task_id=target,
+                    changes={"title": "x"},
+                    if_match=if_match,
+                )
+            await db_session.rollback()
+    read = await service.read_task(db_session, owner_id=owner, task_id=task_id)
+    assert (read.title, read.version) == ("mine", 1)
+
+
+@pytest.mark.anyio
+async def test_two_field_patches_at_one_version_one_wins_the_other_is_412(
+    db_session: AsyncSession,
+) -> None:
+    owner = await _user(db_session)
+    task_id = (await service.create_task(db_session, owner_id=owner, title="race")).id
+    await db_session.commit()
+    assert db_session.bind is not None
+    params = {"owner_id": owner, "task_id": task_id, "if_match": '"v1"'}
+    async with AsyncSession(db_session.bind) as first, AsyncSession(db_session.bind) as second:
+        # The first writer's transaction is open, its row lock held, when the second arrives.
+        await first.exec(text("SELECT 1"))
+        await service.patch_task(first, changes={"title": "first"}, **params)  # type: ignore[arg-type]
+        racing = asyncio.create_task(
+            service.patch_task(second, changes={"title": "second"}, **params)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.2)
+        assert not racing.done()  # waiting for the lock, not reading the old row
+        await first.commit()
+        with pytest.raises(VersionMismatch) as raised:
+            await racing
+        assert raised.value.extra["current_version"] == 2
+    read = await service.read_task(db_session, owner_id=owner, task_id=task_id)
+    assert (read.title, read.version) == ("first", 2)
