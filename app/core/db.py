@@ -221,11 +221,14 @@ class HotQuery:
     (uuid, text, integers, booleans, timestamptz, and JSON cast to text); the tests read each
     one both ways and compare. On SQLite it is simply executed by the session.
 
-    Reads only. SQLAlchemy opens the driver's transaction with the session's first statement
-    of its own, so a HotQuery that runs before any has none around it; under READ COMMITTED
+    SQLAlchemy opens the driver's transaction with the session's first statement of its own,
+    so a HotQuery that runs before any has none around it. For a read, under READ COMMITTED,
     that reads exactly what it would have read inside (every statement takes a fresh snapshot
-    and, with no statement before it, the transaction has written nothing yet), but a write
-    there would commit on its own.
+    and, with no statement before it, the transaction has written nothing yet). A write there
+    commits on its own: that is only right for the one statement that is the request's whole
+    write (a PATCH's UPDATE, a create's INSERT), run last, so that the request's writes are
+    still all or nothing. After any statement of the session's own, a HotQuery runs inside
+    its transaction like any other statement.
     """
 
     __slots__ = ("_fixed", "names", "sql", "statement")
@@ -267,6 +270,14 @@ class HotQuery:
             return row
         result = await (await session.connection()).execute(self.statement, params)
         return cast(Mapping[str, Any] | None, result.mappings().first())
+
+    async def run(self, session: AsyncSession, params: Mapping[str, Any]) -> None:
+        """Execute a statement that returns no rows (see the class docstring on writes)."""
+        connection = await _driver_connection(session) if self.sql is not None else None
+        if connection is not None:
+            await connection.execute(self.sql, *self._args(params))
+            return
+        await (await session.connection()).execute(self.statement, params)
 
     def _args(self, params: Mapping[str, Any]) -> list[Any]:
         fixed = self._fixed

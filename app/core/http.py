@@ -149,14 +149,18 @@ async def flush_versioned(session: AsyncSession, row: Versioned) -> None:
         raise VersionMismatch(int(current)) from exc
 
 
-def json_response(model: BaseModel, *, headers: dict[str, str] | None = None) -> Response:
-    """A 200 with the model's JSON, serialized once.
+def json_response(
+    model: BaseModel, *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A response (200 unless told) with the model's JSON, serialized once.
 
     For routes that already hold the exact response model: FastAPI would otherwise dump it to
     a dict, validate that against `response_model` and serialize the result.
     """
     body = model.__pydantic_serializer__.to_json(model)
-    return Response(content=body, media_type="application/json", headers=headers)
+    return Response(
+        content=body, status_code=status_code, media_type="application/json", headers=headers
+    )
 
 
 # Location headers: `url_for` walks the whole route table on every call, so the path of each

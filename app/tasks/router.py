@@ -49,9 +49,12 @@ def _public(task: Task, response: Response) -> TaskPublic:
     return service.to_public(task)
 
 
-def _created(task: Task, request: Request, response: Response) -> TaskPublic:
-    response.headers["Location"] = location_of(request, "read_task", task_id=task.id)
-    return _public(task, response)
+def _created(task: TaskPublic, request: Request) -> Response:
+    headers = {
+        "ETag": etag_for(task.version),
+        "Location": location_of(request, "read_task", task_id=task.id),
+    }
+    return json_response(task, status_code=status.HTTP_201_CREATED, headers=headers)
 
 
 @router.get(
@@ -84,11 +87,11 @@ async def list_tasks(
     responses=problem_responses(401, 404, 422),
 )
 async def create_task(
-    data: TaskCreate, user: ActiveUser, session: SessionDep, request: Request, response: Response
-) -> TaskPublic:
+    data: TaskCreate, user: ActiveUser, session: SessionDep, request: Request
+) -> Response:
     """Create a task at the end of its project (the Inbox unless `project_id` is given)."""
-    task = await service.create_task(session, owner_id=user.id, **data.model_dump())
-    return _created(task, request, response)
+    task = await service.create_task_public(session, owner_id=user.id, **data.model_dump())
+    return _created(task, request)
 
 
 @router.post(
@@ -227,9 +230,8 @@ async def create_project_task(
     user: ActiveUser,
     session: SessionDep,
     request: Request,
-    response: Response,
-) -> TaskPublic:
+) -> Response:
     """Create a task at the end of this project."""
     fields = {**data.model_dump(), "project_id": project.id}
-    task = await service.create_task(session, owner_id=user.id, **fields)
-    return _created(task, request, response)
+    task = await service.create_task_public(session, owner_id=user.id, **fields)
+    return _created(task, request)

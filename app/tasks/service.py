@@ -211,6 +211,13 @@ async def _rebalance(session: AsyncSession, *, owner_id: uuid.UUID, project_id: 
 
 async def _key_at_end(session: AsyncSession, *, owner_id: uuid.UUID, project_id: uuid.UUID) -> str:
     last = await _last_position(session, owner_id=owner_id, project_id=project_id)
+    return await _key_after(session, last, owner_id=owner_id, project_id=project_id)
+
+
+async def _key_after(
+    session: AsyncSession, last: str | None, *, owner_id: uuid.UUID, project_id: uuid.UUID
+) -> str:
+    """The key after `last`, the project's last one (renumbering the project if it is long)."""
     key = order.key_between(last, None)
     if len(key) > POSITION_REBALANCE_LENGTH:
         await _rebalance(session, owner_id=owner_id, project_id=project_id)
@@ -322,7 +329,60 @@ async def create_task(
     A subtask goes into its parent's project; naming another project is a 422. Projects,
     parents and labels that are not the caller's are 404s.
     """
+    row, labels = await _insert_task(
+        session,
+        owner_id=owner_id,
+        title=title,
+        description=description,
+        status=status,
+        priority=priority,
+        due_at=due_at,
+        project_id=project_id,
+        parent_id=parent_id,
+        label_ids=label_ids,
+        now=now,
+    )
+    # The session's own instance, as if it had just loaded the row: later changes in this
+    # session (moves, label changes, If-Match updates) work on it as on any loaded task.
+    task = detached_instance(Task, row)
+    set_committed_value(task, "labels", labels)
+    session.add(task)
+    return task
+
+
+async def create_task_public(
+    session: AsyncSession, *, owner_id: uuid.UUID, **fields: Any
+) -> TaskPublicPlain:
+    """`create_task` for a request that only answers with the new task: no ORM instance.
+
+    `fields` are create_task's keyword arguments, validated (TaskCreate, ProjectTaskCreate).
+    """
+    row, labels = await _insert_task(session, owner_id=owner_id, **fields)
+    public = {name: row[name] for name in _PUBLIC_TASK_FIELDS}
+    public["labels"] = [
+        {"id": label.id, "name": label.name, "color": label.color} for label in labels
+    ]
+    return cast(TaskPublicPlain, _PUBLIC_VALIDATOR.validate_python(public))
+
+
+async def _insert_task(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    title: str,
+    description: str | None = None,
+    status: TaskStatus = TaskStatus.TODO,
+    priority: int = 0,
+    due_at: datetime | None = None,
+    project_id: uuid.UUID | None = None,
+    parent_id: uuid.UUID | None = None,
+    label_ids: Sequence[uuid.UUID] = (),
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], list[Label]]:
+    """The checks and INSERTs of a new task: its stored row and its labels (by name)."""
     now = now or utcnow()
+    last: str | None = None
+    known_end = False
     if parent_id is not None:
         parent = await _get_parent(session, owner_id=owner_id, parent_id=parent_id)
         if project_id is not None and project_id != parent.project_id:
@@ -333,8 +393,17 @@ async def create_task(
     elif project_id is not None:
         await project_service.get_project(session, owner_id=owner_id, project_id=project_id)
     else:
-        project_id = await project_service.inbox_id(session, owner_id=owner_id)
+        # The common case, the Inbox: its id and its last position in one round trip.
+        inbox = await _INBOX_END.fetch_one(session, {"owner_id": owner_id})
+        if inbox is None:
+            project_id = await project_service.inbox_id(session, owner_id=owner_id)
+        else:
+            project_id, last, known_end = inbox["id"], inbox["last"], True
     labels = await _labels_for(session, owner_id=owner_id, label_ids=label_ids)
+    if known_end:
+        position = await _key_after(session, last, owner_id=owner_id, project_id=project_id)
+    else:
+        position = await _key_at_end(session, owner_id=owner_id, project_id=project_id)
     row = {
         **_NEW_TASK_ROW,
         "id": new_id(),
@@ -343,32 +412,45 @@ async def create_task(
         "parent_id": parent_id,
         "title": title,
         "description": description,
-        "status": status,
+        "status": TaskStatus(status),
         "completed_at": now if status == TaskStatus.DONE else None,
         "priority": priority,
         "due_at": due_at,
-        "position": await _key_at_end(session, owner_id=owner_id, project_id=project_id),
+        "position": position,
         "created_at": now,
         "updated_at": now,
     }
-    # Two plain INSERTs instead of the unit of work's flush (a third of a create's CPU); the
-    # row's values were validated on the way in (TaskCreate) or computed here.
-    await session.exec(_INSERT_TASK, params=row)
+    # Plain INSERTs instead of the unit of work's flush (a third of a create's CPU); the row's
+    # values were validated on the way in (TaskCreate) or computed here.
     if labels:
+        await session.exec(_INSERT_TASK, params=row)
         links = [{"task_id": row["id"], "label_id": label.id} for label in labels]
         await session.exec(_INSERT_TASK_LABELS, params=links)
-    # The session's own instance, as if it had just loaded the row: later changes in this
-    # session (moves, label changes, If-Match updates) work on it as on any loaded task.
-    task = detached_instance(Task, row)
-    set_committed_value(task, "labels", labels)
-    session.add(task)
-    return task
+    else:
+        # One statement, the request's whole write: a HotQuery (see its docstring).
+        await _HOT_INSERT_TASK.run(session, {**row, "status": row["status"].value})
+    return row, labels
 
 
 # A new task: every column, None unless create_task sets it (version 1, not in the trash).
 _NEW_TASK_ROW: dict[str, Any] = {**dict.fromkeys(_TASK.keys()), "version": 1}
 _INSERT_TASK = insert(table_of(Task))
 _INSERT_TASK_LABELS = insert(table_of(TaskLabel))
+_HOT_INSERT_TASK = HotQuery(_INSERT_TASK)
+_PROJECT = table_of(Project).c
+_OWNER = bindparam("owner_id", type_=_TASK.owner_id.type)
+# The Inbox's id and its last position (MAX over the (owner, project, position) index).
+_INBOX_END = HotQuery(
+    select(
+        _PROJECT.id,
+        select(func.max(_TASK.position))
+        .where(
+            _TASK.owner_id == _OWNER, _TASK.project_id == _PROJECT.id, _TASK.deleted_at.is_(None)
+        )
+        .scalar_subquery()
+        .label("last"),
+    ).where(_PROJECT.owner_id == _OWNER, _PROJECT.is_inbox)
+)
 
 
 async def _move_to_project(
@@ -781,6 +863,7 @@ _PUBLIC_COLUMNS = [
     LabelsJSON(_TASK.id).label("labels") if name == "labels" else _TASK[name]
     for name in TaskPublic.model_fields
 ]
+_PUBLIC_TASK_FIELDS = tuple(name for name in TaskPublic.model_fields if name != "labels")
 # Validates a row's fields into TaskPublicPlain: SQLModel's own __init__ would validate twice.
 _PUBLIC_VALIDATOR = TaskPublicPlain.__pydantic_validator__
 _READ_ONE = HotQuery(

@@ -74,6 +74,7 @@ async def test_hot_reads_equal_sqlalchemy_reads_types_included(
                     {"owner_id": owner_id, "project_id": task.project_id},
                 ),
                 (project_service._INBOX_ID, {"owner_id": owner_id}),
+                (task_service._INBOX_END, {"owner_id": owner_id}),
             ]
             for query, params in checks:
                 hot, plain = await _both_ways(session, query, params)

@@ -471,3 +471,71 @@ async def test_two_field_patches_at_one_version_one_wins_the_other_is_412(
         assert raised.value.extra["current_version"] == 2
     read = await service.read_task(db_session, owner_id=owner, task_id=task_id)
     assert (read.title, read.version) == ("first", 2)
+
+
+# Create for the API: the new task as a response, no ORM instance
+
+
+@pytest.mark.anyio
+async def test_create_task_public_is_the_stored_task(db_session: AsyncSession) -> None:
+    owner = await _user(db_session)
+    inbox = await project_service.inbox_id(db_session, owner_id=owner)
+    await db_session.commit()
+    first = await service.create_task_public(db_session, owner_id=owner, title="one")
+    second = await service.create_task_public(
+        db_session,
+        owner_id=owner,
+        title="two",
+        description="d",
+        status=TaskStatus.DONE,
+        priority=2,
+        due_at=datetime(2031, 1, 2, 3, 4, 5, 600, tzinfo=UTC),
+    )
+    await db_session.commit()
+    assert first.project_id == second.project_id == inbox
+    assert position.key_between(first.position, None) == second.position  # after the last
+    assert second.completed_at == second.created_at
+    for created in (first, second):
+        stored = await service.read_task(db_session, owner_id=owner, task_id=created.id)
+        assert stored.model_dump() == created.model_dump()
+
+
+@pytest.mark.anyio
+async def test_create_task_public_with_labels_or_a_project_checks_them_all_or_nothing(
+    db_session: AsyncSession,
+) -> None:
+    from app.labels import service as label_service
+    from app.labels.exceptions import LabelNotFound
+    from app.projects.exceptions import ProjectNotFound
+
+    owner, stranger = await _user(db_session), await _user(db_session)
+    label = await label_service.create_label(db_session, owner_id=owner, name="b")
+    foreign = await label_service.create_label(db_session, owner_id=stranger, name="f")
+    project = await project_service.create_project(db_session, owner_id=owner, name="P")
+    foreign_project = await project_service.create_project(db_session, owner_id=stranger, name="Q")
+    ids = label.id, foreign.id, project.id, foreign_project.id
+    await db_session.commit()
+    label_id, foreign_id, project_id, foreign_project_id = ids
+    labelled = await service.create_task_public(
+        db_session, owner_id=owner, title="l", label_ids=[label_id], project_id=project_id
+    )
+    await db_session.commit()
+    assert [brief.id for brief in labelled.labels] == [label_id]
+    assert labelled.project_id == project_id
+    stored = await service.read_task(db_session, owner_id=owner, task_id=labelled.id)
+    assert stored.model_dump() == labelled.model_dump()
+    with pytest.raises(LabelNotFound):
+        await service.create_task_public(
+            db_session, owner_id=owner, title="x", label_ids=[label_id, foreign_id]
+        )
+    await db_session.rollback()
+    with pytest.raises(ProjectNotFound):
+        await service.create_task_public(
+            db_session, owner_id=owner, title="x", project_id=foreign_project_id
+        )
+    await db_session.rollback()
+    titles = {
+        task.title
+        for task in (await db_session.exec(select(Task).where(col(Task.owner_id) == owner))).all()
+    }
+    assert titles == {"l"}
