@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
@@ -123,6 +123,32 @@ class Database:
         # semaphore is fair. Writes skip it: some hold their session through a password hash
         # and would keep reads out for the hash's duration.
         self.read_gate = asyncio.Semaphore(pool_capacity(settings))
+        self.is_postgres = settings.is_postgres
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for a GET or HEAD request (see the class docstring).
+
+        On PostgreSQL the session is bound to a connection checked out here, and that
+        connection's driver is kept in `session.info`, so a HotQuery reaches it without going
+        through the session (which would open the session's transaction and cost two more
+        greenlet hops); a request served by HotQuerys alone never opens one, and has nothing
+        to commit.
+        """
+        if not self.is_postgres:
+            async with self.read_sessionmaker() as session:
+                yield session
+            return
+        async with self._base.connect() as connection:
+            session = self.read_sessionmaker(bind=connection)
+            # Checked out above, so no I/O: the pooled connection's asyncpg connection.
+            checked_out = connection.sync_connection
+            if checked_out is not None:
+                session.info[_DRIVER_KEY] = checked_out.connection.driver_connection
+            try:
+                yield session
+            finally:
+                await session.close()
 
     async def ping(self) -> None:
         """Run a trivial query; raises if the database cannot be reached."""
@@ -172,8 +198,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.database
     read_only = request.method in READ_ONLY_METHODS
     gate: AbstractAsyncContextManager[Any] = database.read_gate if read_only else nullcontext()
-    maker = database.read_sessionmaker if read_only else database.sessionmaker
-    async with gate, maker() as session:
+    opened = database.read_session() if read_only else database.sessionmaker()
+    async with gate, opened as session:
         try:
             yield session
         except AppError as exc:
@@ -186,7 +212,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            # A read served by HotQuerys alone never opened the session's transaction.
+            if not read_only or session.in_transaction():
+                await session.commit()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -208,6 +236,8 @@ def contains_pattern(fragment: str) -> str:
     return f"%{escaped}%"
 
 
+# session.info key: the driver connection under a read session's own (`Database.read_session`).
+_DRIVER_KEY = "tasks_api.driver_connection"
 _DRIVER_DIALECT = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
 
 
@@ -287,6 +317,9 @@ class HotQuery:
 async def _driver_connection(session: AsyncSession) -> Any:
     """PostgreSQL: asyncpg's connection under the session's own (in its transaction once one
     is open: the read sees what the session's statements wrote). None on SQLite."""
+    driver = session.info.get(_DRIVER_KEY)
+    if driver is not None:
+        return driver
     bind = session.bind
     if bind is None or bind.dialect.name != "postgresql":
         return None

@@ -274,3 +274,72 @@ def test_reads_wait_at_a_fair_gate_sized_to_the_pool(settings: Any) -> None:
     reads = [name for name in entered if name.startswith("read")]
     assert reads == [f"read-{n}" for n in range(6)]  # first come, first served
     assert entered.index("write") < entered.index("read-2")  # the write did not queue behind
+
+
+def _read_probe_app(make_app: Callable[..., FastAPI]) -> FastAPI:
+    from sqlalchemy import literal
+    from sqlalchemy import select as core_select
+
+    from app.core.db import HotQuery, _driver_connection
+
+    app = make_app()
+    hot_one = HotQuery(core_select(literal(1).label("one")))
+
+    @app.get("/probe/read-hot")
+    async def read_hot(session: SessionDep) -> dict[str, Any]:
+        row = await hot_one.fetch_one(session, {})
+        return {"one": row and row["one"], "in_transaction": session.in_transaction()}
+
+    @app.get("/probe/read-same-connection")
+    async def read_same_connection(session: SessionDep) -> dict[str, Any]:
+        driver = await _driver_connection(session)
+        own = await (await session.connection()).get_raw_connection()
+        return {"driver": driver is not None, "same": driver is own.driver_connection}
+
+    @app.get("/probe/read-writes")
+    async def read_writes(session: SessionDep) -> dict[str, str]:
+        # As the token check's rare `last_used_at` touch does on a GET.
+        await session.exec(text("UPDATE \"user\" SET full_name = 'touched'"))  # type: ignore[call-overload]
+        return {"status": "written"}
+
+    return app
+
+
+def test_a_read_served_by_hot_queries_opens_no_transaction(
+    make_app: Callable[..., FastAPI], settings: Any
+) -> None:
+    with TestClient(_read_probe_app(make_app)) as client:
+        reply = client.get("/probe/read-hot").json()
+    assert reply["one"] == 1
+    # On SQLite a HotQuery is executed by the session itself.
+    assert reply["in_transaction"] is not settings.is_postgres
+
+
+def test_a_reads_hot_queries_use_the_sessions_own_connection(
+    make_app: Callable[..., FastAPI], settings: Any
+) -> None:
+    with TestClient(_read_probe_app(make_app)) as client:
+        reply = client.get("/probe/read-same-connection").json()
+    # PostgreSQL: the driver's connection under the session's own; SQLite: none (the session
+    # executes HotQuerys itself).
+    expected = settings.is_postgres
+    assert reply == {"driver": expected, "same": expected}
+
+
+def test_a_read_that_writes_through_the_session_is_committed(
+    make_app: Callable[..., FastAPI], housekeeping_engine: Engine
+) -> None:
+    with housekeeping_engine.begin() as connection:
+        connection.execute(
+            text(
+                'INSERT INTO "user" (id, email, hashed_password, role, is_active, created_at,'
+                " updated_at) VALUES (:id, 'reader@example.com', 'x', 'user', true, :now, :now)"
+            ),
+            {"id": "0190000000007000800000000000abcd", "now": datetime.now(UTC)},
+        )
+    with TestClient(_read_probe_app(make_app)) as client:
+        reply = client.get("/probe/read-writes")
+    assert reply.status_code == 200
+    with housekeeping_engine.connect() as connection:
+        names = connection.execute(text('SELECT full_name FROM "user"')).scalars().all()
+    assert names == ["touched"]
