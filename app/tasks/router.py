@@ -76,7 +76,7 @@ async def list_tasks(
         page=query.page(),
         codec=auth.cursors,
     )
-    return json_response(tasks)
+    return Response(content=tasks.json(), media_type="application/json")
 
 
 @router.post(
@@ -214,7 +214,7 @@ async def list_project_tasks(
         page=query.page(),
         codec=auth.cursors,
     )
-    return json_response(tasks)
+    return Response(content=tasks.json(), media_type="application/json")
 
 
 @router.post(

@@ -9,7 +9,7 @@ from fastapi import Query
 from pydantic import StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.pagination import Page, PageQuery
+from app.core.pagination import PageQuery
 from app.core.schemas import NUMBER_ONLY, InputModel, Instant, InstantIn, plain_copy
 from app.labels.schemas import LabelBrief
 from app.tasks.models import (
@@ -116,15 +116,12 @@ class TaskPublic(SQLModel):
     updated_at: Instant
 
 
-# TaskPublic and a page of them as plain pydantic models (see `plain_copy`): the list and GET
-# build these from rows; they serialize exactly as TaskPublic does. To the type checker they
-# are what they copy: the same fields, the same types.
+# TaskPublic as a plain pydantic model (see `plain_copy`): the hot reads build these from rows;
+# they serialize exactly as TaskPublic does. To the type checker it is what it copies.
 if TYPE_CHECKING:
     TaskPublicPlain = TaskPublic
-    TaskPagePlain = Page[TaskPublic]
 else:
     TaskPublicPlain = plain_copy(TaskPublic)
-    TaskPagePlain = plain_copy(Page[TaskPublic])
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from app.core.http import (
     touch,
 )
 from app.core.models import detached_instance, new_id, table_of, utcnow
-from app.core.pagination import CursorCodec, PageParams, SortKey, paginate
+from app.core.pagination import CursorCodec, PageParams, RowPage, SortKey, paginate
 from app.labels import service as label_service
 from app.labels.models import Label
 from app.projects import service as project_service
@@ -71,7 +71,6 @@ from app.tasks.schemas import (
     BulkResult,
     BulkUpdate,
     TaskFilters,
-    TaskPagePlain,
     TaskPublic,
     TaskPublicPlain,
 )
@@ -801,7 +800,14 @@ def _labels_json_sqlite(element: LabelsJSON, compiler: Any, **kw: Any) -> str:
         .correlate(table_of(Task))
         .subquery()
     )
-    label = func.json_object("id", ordered.c.id, "name", ordered.c.name, "color", ordered.c.color)
+    # SQLite keeps UUIDs as 32 hex digits: written here in the canonical 8-4-4-4-12 form, so the
+    # JSON is the API's as it is (RowPage embeds it).
+    hex_id = ordered.c.id
+    canonical_id = func.substr(hex_id, 1, 8).concat("-")
+    for start, length in ((9, 4), (13, 4), (17, 4)):
+        canonical_id = canonical_id.concat(func.substr(hex_id, start, length)).concat("-")
+    canonical_id = canonical_id.concat(func.substr(hex_id, 21, 12))
+    label = func.json_object("id", canonical_id, "name", ordered.c.name, "color", ordered.c.color)
     subquery = select(func.json_group_array(label)).select_from(ordered).scalar_subquery()
     return str(compiler.process(subquery, **kw))
 
@@ -822,7 +828,7 @@ async def list_tasks(
     page: PageParams,
     codec: CursorCodec,
     now: datetime | None = None,
-) -> TaskPagePlain:
+) -> RowPage[TaskPublic]:
     """The caller's live tasks matching every filter, one keyset page in the chosen order.
 
     Without `sort`, a project's list is in manual order (`position`), any other list in
@@ -854,8 +860,9 @@ async def list_tasks(
         params=params,
         shape=tuple(term.shape for term in terms),
     )
-    items = [_public_from_row(row) for row in rows]
-    return TaskPagePlain.model_construct(items=items, next_cursor=next_cursor, total=total)
+    return RowPage(
+        rows, next_cursor, total, _public_from_row, _PUBLIC_FIELDS, json_columns=("labels",)
+    )
 
 
 # The columns of TaskPublic (its labels as one JSON value); the list and GET read only these.
@@ -863,7 +870,8 @@ _PUBLIC_COLUMNS = [
     LabelsJSON(_TASK.id).label("labels") if name == "labels" else _TASK[name]
     for name in TaskPublic.model_fields
 ]
-_PUBLIC_TASK_FIELDS = tuple(name for name in TaskPublic.model_fields if name != "labels")
+_PUBLIC_FIELDS = tuple(TaskPublic.model_fields)
+_PUBLIC_TASK_FIELDS = tuple(name for name in _PUBLIC_FIELDS if name != "labels")
 # Validates a row's fields into TaskPublicPlain: SQLModel's own __init__ would validate twice.
 _PUBLIC_VALIDATOR = TaskPublicPlain.__pydantic_validator__
 _READ_ONE = HotQuery(

@@ -539,3 +539,58 @@ async def test_create_task_public_with_labels_or_a_project_checks_them_all_or_no
         for task in (await db_session.exec(select(Task).where(col(Task.owner_id) == owner))).all()
     }
     assert titles == {"l"}
+
+
+# The list's JSON, written from rows
+
+
+@pytest.mark.anyio
+async def test_a_page_of_rows_serializes_exactly_as_the_page_model_does(
+    db_session: AsyncSession,
+) -> None:
+    import json
+
+    from app.core.pagination import Page
+    from app.labels import service as label_service
+    from app.tasks.schemas import TaskPublic
+
+    owner = await _user(db_session)
+    names = ['Zeta "quoted"', "ällo 🚀", "a\\b"]
+    labels = [
+        await label_service.create_label(db_session, owner_id=owner, name=name, color="#a0b1c2")
+        for name in names
+    ]
+    plain = await label_service.create_label(db_session, owner_id=owner, name="no colour")
+    label_ids = [label.id for label in [*labels, plain]]
+    await db_session.commit()
+    parent = await service.create_task(db_session, owner_id=owner, title="parent")
+    await service.create_task(
+        db_session,
+        owner_id=owner,
+        title='tab\tnewline\n quote" emoji 🚀 \u2028',
+        description="line\r\nbreak \\ back",
+        status=TaskStatus.DONE,
+        priority=3,
+        due_at=datetime(2031, 1, 2, 3, 4, 5, 600, tzinfo=UTC),
+        parent_id=parent.id,
+        label_ids=label_ids,
+    )
+    await service.create_task(
+        db_session, owner_id=owner, title="plain", due_at=datetime(2031, 1, 2, tzinfo=UTC)
+    )
+    await db_session.commit()
+    for limit in (1, 10):
+        page = await service.list_tasks(
+            db_session,
+            owner_id=owner,
+            filters=TaskFilters(),
+            sort="created_at",
+            page=PageParams(limit=limit, cursor=None, include_total=True),
+            codec=CODEC,
+        )
+        model = Page[TaskPublic](items=page.items, next_cursor=page.next_cursor, total=page.total)
+        assert json.loads(page.json()) == json.loads(model.model_dump_json())
+    assert len(page.items) == 3
+    assert [label["name"] for label in json.loads(page.json())["items"][1]["labels"]] == sorted(
+        [*names, "no colour"], key=str.casefold
+    )
