@@ -33,6 +33,10 @@ this page. Every error is an RFC 9457 problem document with a stable `code`.
 """
 
 
+# Connections for rate-limit counters, per process (each counter update holds one briefly).
+LIMITER_POOL_SIZE = 6
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the process's resources on start-up and release them on shutdown."""
@@ -41,8 +45,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     hasher = PasswordHasher(settings)
     # Counters get a small pool of their own: a request that holds a pooled connection must
     # never wait for a second one from the same pool to count a failure; under load that
-    # deadlocks the pool.
-    limiter_engine = create_engine(settings, pool_size=2, max_overflow=4)
+    # deadlocks the pool. Fixed, like the main pool: overflow connections are closed on
+    # return, so a sign-in storm opened a PostgreSQL connection per counter beyond two.
+    limiter_engine = create_engine(settings, pool_size=LIMITER_POOL_SIZE, max_overflow=0)
     app.state.database = database
     principals = start_principal_cache(settings, database)
     app.state.auth = AuthComponents(

@@ -116,13 +116,14 @@ class Database:
         self.read_sessionmaker = async_sessionmaker(
             base, class_=AsyncSession, expire_on_commit=False, autoflush=False
         )
-        # Read requests queue here, first come first served, before they reach the pool.
+        # Read requests queue here, first come first served, before they reach the pool
+        # (sized by `read_capacity`).
         # SQLAlchemy's pool lets a request that arrives just as a connection comes back take
         # it ahead of those already waiting, so under a backlog a few requests wait far longer
         # than the rest (the p99 of the 256- and 1,024-connection benchmarks). asyncio's
         # semaphore is fair. Writes skip it: some hold their session through a password hash
         # and would keep reads out for the hash's duration.
-        self.read_gate = asyncio.Semaphore(pool_capacity(settings))
+        self.read_gate = asyncio.Semaphore(read_capacity(settings))
         self.is_postgres = settings.is_postgres
 
     @asynccontextmanager
@@ -184,6 +185,17 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 def pool_capacity(settings: Settings) -> int:
     """How many connections one process's main pool may hold at once."""
     return settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW
+
+
+def read_capacity(settings: Settings) -> int:
+    """How many GET/HEAD sessions may be open at once: three quarters of the pool.
+
+    The rest stays free for writes, which skip the read gate: with the whole pool open to
+    reads, a sign-in storm's writes took connections the admitted reads then waited for
+    inside SQLAlchemy's pool, which is not first come first served (list p99 during the
+    storm 2.1-2.4x the quiet one; 1.8x with a quarter kept back; bench/README.md).
+    """
+    return max(1, pool_capacity(settings) * 3 // 4)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -12,7 +12,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
-from app.core.db import SessionDep, get_session
+from app.core.db import SessionDep, get_session, read_capacity
 from app.core.errors import Conflict
 from app.core.models import NAMING_CONVENTION, UTCDateTime
 from app.users.models import User
@@ -225,14 +225,14 @@ _BACKEND_ID = {"postgresql": "SELECT pg_backend_pid()", "sqlite": "SELECT 1"}
 
 
 def test_reads_wait_at_a_fair_gate_sized_to_the_pool(settings: Any) -> None:
-    """Past the pool's capacity, reads queue in arrival order; writes do not queue there."""
+    """Past the read capacity, reads queue in arrival order; writes do not queue there."""
     from types import SimpleNamespace
 
     import anyio
 
     from app.core.db import Database
 
-    small = settings.model_copy(update={"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 1})
+    small = settings.model_copy(update={"DB_POOL_SIZE": 2, "DB_MAX_OVERFLOW": 1})
     entered: list[str] = []
     inside = peak = 0
 
@@ -270,7 +270,8 @@ def test_reads_wait_at_a_fair_gate_sized_to_the_pool(settings: Any) -> None:
             await database.dispose()
 
     anyio.run(scenario)
-    assert peak == 2  # never more reads holding sessions than the pool has connections
+    assert read_capacity(small) == 2  # three quarters of 3
+    assert peak == 2  # never more reads holding sessions than the read gate lets in
     reads = [name for name in entered if name.startswith("read")]
     assert reads == [f"read-{n}" for n in range(6)]  # first come, first served
     assert entered.index("write") < entered.index("read-2")  # the write did not queue behind
@@ -343,3 +344,55 @@ def test_a_read_that_writes_through_the_session_is_committed(
     with housekeeping_engine.connect() as connection:
         names = connection.execute(text('SELECT full_name FROM "user"')).scalars().all()
     assert names == ["touched"]
+
+
+def test_reads_leave_a_quarter_of_the_pool_to_writes(settings: Any) -> None:
+    """With every read slot taken and more reads waiting, a write still gets a connection."""
+    from types import SimpleNamespace
+
+    import anyio
+
+    from app.core.db import Database
+
+    small = settings.model_copy(
+        update={"DB_POOL_SIZE": 4, "DB_MAX_OVERFLOW": 0, "DB_POOL_TIMEOUT_SECONDS": 2}
+    )
+    assert read_capacity(small) == 3
+    written = anyio.Event()
+    order: list[str] = []
+
+    async def scenario() -> None:
+        database = Database(small)
+
+        def request(method: str) -> Any:
+            return SimpleNamespace(
+                app=SimpleNamespace(state=SimpleNamespace(database=database)), method=method
+            )
+
+        async def use(name: str, method: str) -> None:
+            sessions = get_session(request(method))
+            session = await sessions.__anext__()
+            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            order.append(name)
+            if method == "GET":
+                await written.wait()  # hold the connection until the write is through
+            else:
+                written.set()
+            with pytest.raises(StopAsyncIteration):
+                await sessions.__anext__()
+
+        try:
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as group:
+                    for n in range(5):
+                        group.start_soon(use, f"read-{n}", "GET")
+                    await anyio.sleep(0.1)
+                    group.start_soon(use, "write", "POST")
+        finally:
+            await database.dispose()
+
+    anyio.run(scenario)
+    # Three reads hold the read slots, two wait at the gate; the write went straight through.
+    assert len(order) == 6
+    assert all(name.startswith("read") for name in order[:3])
+    assert order[3] == "write"
