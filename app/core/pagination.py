@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-import orjson
 from cachetools import LRUCache
 from fastapi import Depends, Query
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -25,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core.db import HotQuery
 from app.core.errors import UnprocessableEntity
 from app.core.query import QueryModel
+from app.core.rows import RowJSON
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -45,32 +45,19 @@ class Page(BaseModel, Generic[T]):
     )
 
 
-def _uuid_json(value: Any) -> str:
-    # asyncpg's UUIDs subclass uuid.UUID, which orjson serializes only exactly.
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 @dataclass(frozen=True, slots=True)
 class RowPage(Generic[T]):
     """A page read as rows (mappings of column name to value), for the hottest lists.
 
-    `json()` writes the page exactly as `Page[Model]` would serialize it, straight from the
-    rows with orjson: a page of 20 tasks spent more CPU validating rows into models and
-    formatting their instants through a Python serializer than reading them. That holds
-    because the rows are what the model shows: its fields by name, instants
-    aware in UTC (orjson writes "+00:00" as `Instant` does), UUIDs and strings as they are,
-    and `json_columns` holding JSON text the database built (embedded as is). Tests compare
-    both serializations. `items` validates the rows into models, for everything else.
+    `json()` writes the document `Page[Model]` would, straight from the rows (see
+    app/core/rows.py); `items` validates the rows into models, for everything else.
     """
 
     rows: Sequence[Mapping[str, Any]]
     next_cursor: str | None
     total: int | None
     to_item: Callable[[Mapping[str, Any]], T]
-    fields: tuple[str, ...]
-    json_columns: tuple[str, ...] = ()
+    shape: RowJSON
 
     @property
     def items(self) -> list[T]:
@@ -78,16 +65,10 @@ class RowPage(Generic[T]):
 
     def json(self) -> bytes:
         """The page as JSON, `Page[Model]`'s document."""
-        items = []
-        fields = self.fields
-        for row in self.rows:
-            # By name, in the model's order (SQLAlchemy's keys are str subclasses orjson refuses).
-            item = {name: row[name] for name in fields}
-            for name in self.json_columns:
-                item[name] = orjson.Fragment(item[name])
-            items.append(item)
+        item = self.shape.item
+        items = [item(row) for row in self.rows]
         page = {"items": items, "next_cursor": self.next_cursor, "total": self.total}
-        return orjson.dumps(page, default=_uuid_json)
+        return self.shape.dumps(page)
 
 
 class InvalidCursor(UnprocessableEntity):

@@ -128,10 +128,12 @@ async def read_task(
     if_none_match: IfNoneMatchHeader = None,
 ) -> Response:
     """One task; 304 with no body when `If-None-Match` names its current ETag."""
-    task = await service.read_task(session, owner_id=user.id, task_id=task_id)
-    if if_none_match_matches(if_none_match, task.version):
-        return Response(status_code=304, headers={"ETag": etag_for(task.version)})
-    return json_response(task, headers={"ETag": etag_for(task.version)})
+    row = await service.read_task_row(session, owner_id=user.id, task_id=task_id)
+    etag = etag_for(row["version"])
+    if if_none_match_matches(if_none_match, row["version"]):
+        return Response(status_code=304, headers={"ETag": etag})
+    body = service.TASK_JSON.dumps(service.TASK_JSON.item(row))
+    return Response(content=body, media_type="application/json", headers={"ETag": etag})
 
 
 @router.patch(

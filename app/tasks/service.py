@@ -44,6 +44,7 @@ from app.core.http import (
 )
 from app.core.models import detached_instance, new_id, table_of, utcnow
 from app.core.pagination import CursorCodec, PageParams, RowPage, SortKey, paginate
+from app.core.rows import RowJSON
 from app.labels import service as label_service
 from app.labels.models import Label
 from app.projects import service as project_service
@@ -860,9 +861,7 @@ async def list_tasks(
         params=params,
         shape=tuple(term.shape for term in terms),
     )
-    return RowPage(
-        rows, next_cursor, total, _public_from_row, _PUBLIC_FIELDS, json_columns=("labels",)
-    )
+    return RowPage(rows, next_cursor, total, _public_from_row, TASK_JSON)
 
 
 # The columns of TaskPublic (its labels as one JSON value); the list and GET read only these.
@@ -870,8 +869,9 @@ _PUBLIC_COLUMNS = [
     LabelsJSON(_TASK.id).label("labels") if name == "labels" else _TASK[name]
     for name in TaskPublic.model_fields
 ]
-_PUBLIC_FIELDS = tuple(TaskPublic.model_fields)
-_PUBLIC_TASK_FIELDS = tuple(name for name in _PUBLIC_FIELDS if name != "labels")
+# A row of _PUBLIC_COLUMNS as TaskPublic's JSON (app/core/rows.py).
+TASK_JSON = RowJSON(tuple(TaskPublic.model_fields), json_columns=("labels",))
+_PUBLIC_TASK_FIELDS = tuple(name for name in TASK_JSON.fields if name != "labels")
 # Validates a row's fields into TaskPublicPlain: SQLModel's own __init__ would validate twice.
 _PUBLIC_VALIDATOR = TaskPublicPlain.__pydantic_validator__
 _READ_ONE = HotQuery(
@@ -890,10 +890,17 @@ async def read_task(
 
     TaskNotFound for a missing, trashed or someone else's task, exactly as `get_task`.
     """
+    return _public_from_row(await read_task_row(session, owner_id=owner_id, task_id=task_id))
+
+
+async def read_task_row(
+    session: AsyncSession, *, owner_id: uuid.UUID, task_id: uuid.UUID
+) -> Mapping[str, Any]:
+    """`read_task`'s row of _PUBLIC_COLUMNS, for a response written with TASK_JSON."""
     row = await _READ_ONE.fetch_one(session, {"task_id": task_id, "owner_id": owner_id})
     if row is None:
         raise TaskNotFound()
-    return _public_from_row(row)
+    return row
 
 
 # PATCH
