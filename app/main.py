@@ -12,7 +12,7 @@ from app.auth.cache import listen_for_changes, start_principal_cache
 from app.auth.service import AuthComponents
 from app.bootstrap import ensure_first_admin
 from app.core.config import Settings, get_settings
-from app.core.db import Database, create_engine
+from app.core.db import Database, TransactionRoute, create_engine
 from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         debug=False,
     )
     app.state.settings = settings
+    # Routes added to the app itself (docs, tests' probes) get the request's transaction too.
+    app.router.route_class = TransactionRoute
 
     install_error_handlers(app)
     install_openapi(app)

@@ -14,12 +14,12 @@ from app.auth.schemas import (
     SessionPublic,
     TokenPair,
 )
-from app.core.db import SessionDep
+from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParamsDep
 from app.users.schemas import UserPublic, UserRegister
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=TransactionRoute)
 
 # Tokens must never sit in a shared cache.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -6,12 +6,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from app.core.db import DatabaseDep
+from app.core.db import DatabaseDep, TransactionRoute
 from app.core.errors import problem_response, problem_responses
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = APIRouter(prefix="/health", tags=["health"], route_class=TransactionRoute)
 
 
 class HealthStatus(BaseModel):

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response, status
 
 from app.auth.dependencies import ActiveUser, AuthDep
-from app.core.db import SessionDep
+from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.http import (
     IfMatchHeader,
@@ -18,7 +18,7 @@ from app.labels.dependencies import LabelForUpdate, OwnedLabel
 from app.labels.models import Label
 from app.labels.schemas import LabelCreate, LabelPublic, LabelUpdate
 
-router = APIRouter(prefix="/labels", tags=["labels"])
+router = APIRouter(prefix="/labels", tags=["labels"], route_class=TransactionRoute)
 
 
 def _public(label: Label, response: Response) -> LabelPublic:

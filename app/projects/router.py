@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from app.auth.dependencies import ActiveUser, AuthDep
-from app.core.db import SessionDep
+from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.http import (
     IfMatchHeader,
@@ -20,7 +20,7 @@ from app.projects.dependencies import OwnedProject, ProjectForUpdate, ProjectInT
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreate, ProjectPublic, ProjectUpdate
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = APIRouter(prefix="/projects", tags=["projects"], route_class=TransactionRoute)
 
 
 def _public(project: Project, response: Response) -> ProjectPublic:

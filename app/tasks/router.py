@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.dependencies import ActiveUser, AuthDep
-from app.core.db import SessionDep
+from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.http import (
     IfMatchHeader,
@@ -39,7 +39,7 @@ from app.tasks.schemas import (
     TaskUpdate,
 )
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=TransactionRoute)
 
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}
 

@@ -5,13 +5,13 @@ from datetime import timedelta
 from fastapi import APIRouter
 
 from app.auth.dependencies import ActiveUser, AuthDep
-from app.core.db import SessionDep
+from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParamsDep
 from app.trash import service
 from app.trash.schemas import TrashItem
 
-router = APIRouter(prefix="/trash", tags=["trash"])
+router = APIRouter(prefix="/trash", tags=["trash"], route_class=TransactionRoute)
 
 
 @router.get(

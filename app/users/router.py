@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, status
 
 from app.auth import service as auth_service
 from app.auth.dependencies import ActivePrincipal, ActiveUser, AdminUser, AuthDep
-from app.core.db import SessionDep
+from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParamsDep
 from app.core.schemas import EMAIL_MAX_LENGTH
@@ -22,7 +22,7 @@ from app.users.schemas import (
     UserUpdateMe,
 )
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=TransactionRoute)
 
 
 _PUBLIC_FIELDS = tuple(UserPublic.model_fields)

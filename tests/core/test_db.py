@@ -1,6 +1,6 @@
 """The database layer: one transaction per request, UTC everywhere, tuned connections."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,7 +12,13 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
-from app.core.db import SessionDep, get_session, read_capacity
+from app.core.db import (
+    RequestTransaction,
+    SessionDep,
+    TransactionRoute,
+    get_session,
+    read_capacity,
+)
 from app.core.errors import Conflict
 from app.core.models import NAMING_CONVENTION, UTCDateTime
 from app.users.models import User
@@ -107,16 +113,16 @@ def test_commit_happens_before_the_response_starts(make_app: Callable[..., FastA
 
             await self.inner(scope, receive, recording_send)
 
-    async def spying_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async def spying_session(request: Request) -> AsyncSession:
         # The override pattern: same session dependency, with commit() recorded.
-        async for session in get_session(request):
+        session = await get_session(request)
 
-            async def commit(real_commit: Any = session.commit) -> None:
-                await real_commit()
-                events.append("commit")
+        async def commit(real_commit: Any = session.commit) -> None:
+            await real_commit()
+            events.append("commit")
 
-            session.commit = commit  # type: ignore[method-assign]
-            yield session
+        session.commit = commit  # type: ignore[method-assign]
+        return session
 
     app.dependency_overrides[get_session] = spying_session
     app.add_middleware(RecordResponseStart)
@@ -247,8 +253,8 @@ def test_reads_wait_at_a_fair_gate_sized_to_the_pool(settings: Any) -> None:
 
         async def use(name: str, method: str) -> None:
             nonlocal inside, peak
-            sessions = get_session(request(method))
-            session = await sessions.__anext__()
+            transaction = RequestTransaction(request(method))
+            session = await transaction.session()
             entered.append(name)
             if method == "GET":
                 inside += 1
@@ -257,8 +263,7 @@ def test_reads_wait_at_a_fair_gate_sized_to_the_pool(settings: Any) -> None:
             await anyio.sleep(0.05)
             if method == "GET":
                 inside -= 1
-            with pytest.raises(StopAsyncIteration):
-                await sessions.__anext__()
+            await transaction.end(None)
 
         try:
             async with anyio.create_task_group() as group:
@@ -370,16 +375,15 @@ def test_reads_leave_a_quarter_of_the_pool_to_writes(settings: Any) -> None:
             )
 
         async def use(name: str, method: str) -> None:
-            sessions = get_session(request(method))
-            session = await sessions.__anext__()
+            transaction = RequestTransaction(request(method))
+            session = await transaction.session()
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
             order.append(name)
             if method == "GET":
                 await written.wait()  # hold the connection until the write is through
             else:
                 written.set()
-            with pytest.raises(StopAsyncIteration):
-                await sessions.__anext__()
+            await transaction.end(None)
 
         try:
             with anyio.fail_after(5):
@@ -396,3 +400,57 @@ def test_reads_leave_a_quarter_of_the_pool_to_writes(settings: Any) -> None:
     assert len(order) == 6
     assert all(name.startswith("read") for name in order[:3])
     assert order[3] == "write"
+
+
+def test_every_route_runs_in_a_request_transaction(app: FastAPI) -> None:
+    """get_session needs its route's RequestTransaction: no route may be a plain APIRoute."""
+    from fastapi.routing import APIRoute
+
+    routes = [route for route in app.routes if isinstance(route, APIRoute)]
+    assert routes
+    plain = [route.path for route in routes if not isinstance(route, TransactionRoute)]
+    assert plain == []
+
+
+def test_get_session_outside_a_transaction_route_says_why(make_app: Callable[..., FastAPI]) -> None:
+    from fastapi.routing import APIRoute
+
+    app = make_app()
+    app.router.route_class = APIRoute
+
+    @app.get("/probe/plain-route")
+    async def plain_route(session: SessionDep) -> None:
+        """Never reached: the dependency refuses."""
+
+    with (
+        TestClient(app, raise_server_exceptions=True) as client,
+        pytest.raises(RuntimeError, match="TransactionRoute"),
+    ):
+        client.get("/probe/plain-route")
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_request_rolls_back_and_returns_its_connection(settings: Any) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from app.core.db import Database
+
+    database = Database(settings.model_copy(update={"DB_POOL_SIZE": 1, "DB_MAX_OVERFLOW": 0}))
+    request: Any = SimpleNamespace(
+        app=SimpleNamespace(state=SimpleNamespace(database=database)), method="POST"
+    )
+    try:
+        transaction = RequestTransaction(request)
+        session = await transaction.session()
+        session.add(_user("cancelled@example.com"))
+        await session.flush()
+        await transaction.end(asyncio.CancelledError())
+        # The one pooled connection is back: a second request gets it, and sees no row.
+        again = RequestTransaction(request)
+        other = await again.session()
+        rows = (await other.exec(select(User).where(User.email == "cancelled@example.com"))).all()
+        assert rows == []
+        await again.end(None)
+    finally:
+        await database.dispose()
