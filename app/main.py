@@ -99,8 +99,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_openapi(app)
-    if docs:
-        install_docs(app, title=settings.PROJECT_NAME)
 
     # Added innermost first: the request id wraps everything so every log line and
     # error carries it, and CORS headers reach error responses too.
@@ -125,8 +123,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
 
-    app.include_router(health_router)
+    # Routes are matched in the order they are added, each one tried costing a few
+    # microseconds: the API first, then the probes and the docs pages.
     include_api(app)
+    app.include_router(health_router)
+    if docs:
+        install_docs(app, title=settings.PROJECT_NAME)
     return app
 
 
