@@ -1,11 +1,14 @@
 """Tasks: the caller's to-do items, their subtasks, labels, order, bulk changes and trash."""
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.dependencies import ActiveUser, AuthDep
+from app.auth.service import AuthComponents
 from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.http import (
@@ -38,6 +41,7 @@ from app.tasks.schemas import (
     TaskPublic,
     TaskUpdate,
 )
+from app.users.models import User
 
 router = APIRouter(tags=["tasks"], route_class=TransactionRoute)
 
@@ -47,6 +51,25 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modif
 def _public(task: Task, response: Response) -> TaskPublic:
     response.headers["ETag"] = etag_for(task.version)
     return service.to_public(task)
+
+
+async def _page(
+    session: AsyncSession,
+    user: User,
+    auth: AuthComponents,
+    query: ProjectTaskListQuery,
+    *,
+    project_id: uuid.UUID | None,
+) -> Response:
+    tasks = await service.list_tasks(
+        session,
+        owner_id=user.id,
+        filters=query.filters(project_id=project_id),
+        sort=query.sort,
+        page=query.page(),
+        codec=auth.cursors,
+    )
+    return Response(content=tasks.json(), media_type="application/json")
 
 
 def _created(task: TaskPublic, request: Request) -> Response:
@@ -68,15 +91,7 @@ async def list_tasks(
     user: ActiveUser, session: SessionDep, auth: AuthDep, query: TaskListQueryDep
 ) -> Response:
     """The caller's tasks matching every filter given, one keyset page at a time."""
-    tasks = await service.list_tasks(
-        session,
-        owner_id=user.id,
-        filters=query.filters(project_id=query.project_id),
-        sort=query.sort,
-        page=query.page(),
-        codec=auth.cursors,
-    )
-    return Response(content=tasks.json(), media_type="application/json")
+    return await _page(session, user, auth, query, project_id=query.project_id)
 
 
 @router.post(
@@ -208,15 +223,7 @@ async def list_project_tasks(
     """The project's tasks, in manual order unless `sort` says otherwise; same filters as
     `GET /tasks`.
     """
-    tasks = await service.list_tasks(
-        session,
-        owner_id=user.id,
-        filters=query.filters(project_id=project.id),
-        sort=query.sort,
-        page=query.page(),
-        codec=auth.cursors,
-    )
-    return Response(content=tasks.json(), media_type="application/json")
+    return await _page(session, user, auth, query, project_id=project.id)
 
 
 @router.post(

@@ -5,7 +5,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any, Required, TypedDict, Unpack, cast
 
 from pydantic_core import from_json
 from sqlalchemy import (
@@ -310,38 +310,29 @@ async def _labels_for(
     return sorted(labels, key=lambda label: label.name_key)
 
 
+class NewTask(TypedDict, total=False):
+    """A new task's fields, as `create_task` and `create_task_public` take them."""
+
+    title: Required[str]
+    description: str | None
+    status: TaskStatus
+    priority: int
+    due_at: datetime | None
+    project_id: uuid.UUID | None
+    parent_id: uuid.UUID | None
+    label_ids: Sequence[uuid.UUID]
+    now: datetime | None
+
+
 async def create_task(
-    session: AsyncSession,
-    *,
-    owner_id: uuid.UUID,
-    title: str,
-    description: str | None = None,
-    status: TaskStatus = TaskStatus.TODO,
-    priority: int = 0,
-    due_at: datetime | None = None,
-    project_id: uuid.UUID | None = None,
-    parent_id: uuid.UUID | None = None,
-    label_ids: Sequence[uuid.UUID] = (),
-    now: datetime | None = None,
+    session: AsyncSession, *, owner_id: uuid.UUID, **fields: Unpack[NewTask]
 ) -> Task:
     """Insert a task at the end of its project (the Inbox by default).
 
     A subtask goes into its parent's project; naming another project is a 422. Projects,
     parents and labels that are not the caller's are 404s.
     """
-    row, labels = await _insert_task(
-        session,
-        owner_id=owner_id,
-        title=title,
-        description=description,
-        status=status,
-        priority=priority,
-        due_at=due_at,
-        project_id=project_id,
-        parent_id=parent_id,
-        label_ids=label_ids,
-        now=now,
-    )
+    row, labels = await _insert_task(session, owner_id=owner_id, **fields)
     # The session's own instance, as if it had just loaded the row: later changes in this
     # session (moves, label changes, If-Match updates) work on it as on any loaded task.
     task = detached_instance(Task, row)
@@ -351,12 +342,9 @@ async def create_task(
 
 
 async def create_task_public(
-    session: AsyncSession, *, owner_id: uuid.UUID, **fields: Any
+    session: AsyncSession, *, owner_id: uuid.UUID, **fields: Unpack[NewTask]
 ) -> TaskPublicPlain:
-    """`create_task` for a request that only answers with the new task: no ORM instance.
-
-    `fields` are create_task's keyword arguments, validated (TaskCreate, ProjectTaskCreate).
-    """
+    """`create_task` for a request that only answers with the new task: no ORM instance."""
     row, labels = await _insert_task(session, owner_id=owner_id, **fields)
     public = {name: row[name] for name in _PUBLIC_TASK_FIELDS}
     public["labels"] = [
