@@ -332,7 +332,7 @@ async def create_task(
     A subtask goes into its parent's project; naming another project is a 422. Projects,
     parents and labels that are not the caller's are 404s.
     """
-    row, labels = await _insert_task(session, owner_id=owner_id, **fields)
+    row, labels = await _insert_task(session, owner_id=owner_id, whole_write=False, **fields)
     # The session's own instance, as if it had just loaded the row: later changes in this
     # session (moves, label changes, If-Match updates) work on it as on any loaded task.
     task = detached_instance(Task, row)
@@ -344,8 +344,10 @@ async def create_task(
 async def create_task_public(
     session: AsyncSession, *, owner_id: uuid.UUID, **fields: Unpack[NewTask]
 ) -> TaskPublicPlain:
-    """`create_task` for a request that only answers with the new task: no ORM instance."""
-    row, labels = await _insert_task(session, owner_id=owner_id, **fields)
+    """`create_task` for a request whose whole write it is (POST): no ORM instance, and a
+    task without labels is one statement (a HotQuery, see its docstring on writes).
+    """
+    row, labels = await _insert_task(session, owner_id=owner_id, whole_write=True, **fields)
     public = {name: row[name] for name in _PUBLIC_TASK_FIELDS}
     public["labels"] = [
         {"id": label.id, "name": label.name, "color": label.color} for label in labels
@@ -357,6 +359,7 @@ async def _insert_task(
     session: AsyncSession,
     *,
     owner_id: uuid.UUID,
+    whole_write: bool,
     title: str,
     description: str | None = None,
     status: TaskStatus = TaskStatus.TODO,
@@ -410,13 +413,14 @@ async def _insert_task(
     }
     # Plain INSERTs instead of the unit of work's flush (a third of a create's CPU); the row's
     # values were validated on the way in (TaskCreate) or computed here.
-    if labels:
-        await session.exec(_INSERT_TASK, params=row)
-        links = [{"task_id": row["id"], "label_id": label.id} for label in labels]
-        await session.exec(_INSERT_TASK_LABELS, params=links)
-    else:
+    if whole_write and not labels:
         # One statement, the request's whole write: a HotQuery (see its docstring).
         await _HOT_INSERT_TASK.run(session, {**row, "status": row["status"].value})
+        return row, labels
+    await session.exec(_INSERT_TASK, params=row)
+    if labels:
+        links = [{"task_id": row["id"], "label_id": label.id} for label in labels]
+        await session.exec(_INSERT_TASK_LABELS, params=links)
     return row, labels
 
 
@@ -962,7 +966,8 @@ async def patch_task(
 
     Changes of plain fields (FIELD_CHANGES) are one UPDATE statement that also checks the
     owner, the trash and If-Match; anything else loads the task and goes through
-    `update_task`. Both give the same result, the same 404s and the same 412s.
+    `update_task`. Both give the same result, the same 404s and the same 412s. For a request
+    whose whole write this is (PATCH): the UPDATE is a HotQuery (see its docstring on writes).
     """
     try:
         expected = if_match_version(if_match)

@@ -598,3 +598,15 @@ async def test_a_page_of_rows_serializes_exactly_as_the_page_model_does(
     assert [label["name"] for label in json.loads(page.json())["items"][1]["labels"]] == sorted(
         [*names, "no colour"], key=str.casefold
     )
+
+
+@pytest.mark.anyio
+async def test_create_task_stays_in_the_sessions_transaction(db_session: AsyncSession) -> None:
+    """The ORM-returning create is for sessions that go on writing: a rollback undoes it."""
+    owner = await _user(db_session)
+    await project_service.inbox_id(db_session, owner_id=owner)
+    await db_session.commit()
+    await service.create_task(db_session, owner_id=owner, title="undone")
+    await db_session.rollback()
+    titles = (await db_session.exec(select(Task.title).where(col(Task.owner_id) == owner))).all()
+    assert titles == []
