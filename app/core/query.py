@@ -38,20 +38,18 @@ def query_dependency(model: type[M]) -> Callable[[Request], Awaitable[M]]:
 
     A repeated parameter is a list where the field is one (`?status=a&status=b`) and its last
     value otherwise; an absent list is the field's default, like FastAPI's own parameters.
+    Parameters are named as the fields are (the models here use no aliases).
     """
-    lists = frozenset(
-        name for name, field in model.model_fields.items() if _is_list(field.annotation)
-    )
+    # (name, is a list): only the model's own names are looked up, whatever else is sent.
+    fields = tuple((name, _is_list(field.annotation)) for name, field in model.model_fields.items())
     validate = model.model_validate
 
     async def read_query(request: Request) -> M:
         params = request.query_params
         values: dict[str, Any] = {}
-        for name in params:
-            if name in lists:
-                values[name] = params.getlist(name)
-            else:
-                values[name] = params[name]
+        for name, is_list in fields:
+            if name in params:
+                values[name] = params.getlist(name) if is_list else params[name]
         try:
             return validate(values)
         except ValidationError as exc:
