@@ -454,3 +454,52 @@ async def test_a_cancelled_request_rolls_back_and_returns_its_connection(setting
         await again.end(None)
     finally:
         await database.dispose()
+
+
+def test_read_sessions_are_reused_reset_and_replaced_when_their_connection_dies(
+    settings: Any, housekeeping_engine: Engine
+) -> None:
+    """PostgreSQL: a read's session is kept (bound to its connection) and handed out again
+    reset; a connection the server closed is replaced. SQLite: a new session every read."""
+    import anyio
+
+    from app.core.db import Database
+
+    async def scenario() -> list[Any]:
+        database = Database(settings.model_copy(update={"DB_POOL_SIZE": 4}))
+        seen: list[Any] = []
+        try:
+            async with database.read_session() as session:
+                session.add(_user("kept@example.com"))  # loaded state that must not leak
+                session.info["left-behind"] = True
+                pid = (await session.exec(text(_BACKEND_ID[dialect]))).scalar()  # type: ignore[call-overload]
+                seen.append((session, pid))
+            async with database.read_session() as again:
+                pid = (await again.exec(text(_BACKEND_ID[dialect]))).scalar()  # type: ignore[call-overload]
+                seen.append((again, pid))
+                assert "left-behind" not in again.info
+                assert list(again.new) == []
+            if database.read_sessions is not None:
+                with housekeeping_engine.connect() as admin:
+                    admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    admin.commit()
+                await anyio.sleep(0.2)  # the driver sees the socket close
+            async with database.read_session() as third:
+                pid = (await third.exec(text(_BACKEND_ID[dialect]))).scalar()  # type: ignore[call-overload]
+                seen.append((third, pid))
+                assert (await third.exec(text("SELECT 41 + 1"))).scalar() == 42  # type: ignore[call-overload]
+        finally:
+            await database.dispose()
+        if database.read_sessions is not None:
+            assert database._base.pool.checkedout() == 0  # type: ignore[attr-defined]  # all given back
+        return seen
+
+    dialect = housekeeping_engine.dialect.name
+    (first, pid1), (second, pid2), (third, pid3) = anyio.run(scenario)
+    if dialect == "postgresql":
+        assert second is first  # the same session...
+        assert pid2 == pid1  # ...on the same connection
+        assert third is not first  # replaced...
+        assert pid3 != pid1  # ...without an error
+    else:
+        assert second is not first
