@@ -856,6 +856,15 @@ async def list_tasks(
     return RowPage(rows, next_cursor, total, _public_from_row, TASK_JSON)
 
 
+def _owned_live(task_id: str, owner_id: str) -> list[ColumnElement[bool]]:
+    """The task named by the `task_id` parameter, if it is `owner_id`'s and not in the trash."""
+    return [
+        _TASK.id == bindparam(task_id, type_=_TASK.id.type),
+        _TASK.owner_id == bindparam(owner_id, type_=_TASK.owner_id.type),
+        _TASK.deleted_at.is_(None),
+    ]
+
+
 # The columns of TaskPublic (its labels as one JSON value); the list and GET read only these.
 _PUBLIC_COLUMNS = [
     LabelsJSON(_TASK.id).label("labels") if name == "labels" else _TASK[name]
@@ -868,9 +877,7 @@ _PUBLIC_TASK_FIELDS = tuple(name for name in TASK_JSON.fields if name != "labels
 _PUBLIC_VALIDATOR = TaskPublicPlain.__pydantic_validator__
 _READ_ONE = HotQuery(
     select(*_PUBLIC_COLUMNS).where(
-        _TASK.id == bindparam("task_id", type_=_TASK.id.type),
-        _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
-        _TASK.deleted_at.is_(None),
+        *_owned_live("task_id", "owner_id"),
     )
 )
 
@@ -904,9 +911,7 @@ FIELD_CHANGES = frozenset({*SCALAR_FIELDS, "status"})
 _FIELD_UPDATES: dict[tuple[tuple[str, ...], bool], tuple[HotQuery, Any]] = {}
 _CURRENT_VERSION = HotQuery(
     select(_TASK.version).where(
-        _TASK.id == bindparam("task_id", type_=_TASK.id.type),
-        _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
-        _TASK.deleted_at.is_(None),
+        *_owned_live("task_id", "owner_id"),
     )
 )
 
@@ -939,9 +944,7 @@ def _field_update(fields: tuple[str, ...], *, checks_version: bool) -> tuple[Hot
     values["version"] = _TASK.version + case((changed, 1), else_=0)
     values["updated_at"] = case((changed, now), else_=_TASK.updated_at)
     conditions = [
-        _TASK.id == bindparam("the_task_id", type_=_TASK.id.type),
-        _TASK.owner_id == bindparam("the_owner_id", type_=_TASK.owner_id.type),
-        _TASK.deleted_at.is_(None),
+        *_owned_live("the_task_id", "the_owner_id"),
     ]
     if checks_version:
         conditions.append(_TASK.version == bindparam("expected_version", type_=Integer))
