@@ -29,6 +29,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -66,6 +67,7 @@ from bench.harness import (
 )
 
 API = "/api/v1"
+T = TypeVar("T")
 PASSWORD = "bench-Password-1234"
 
 
@@ -319,6 +321,18 @@ def create_task(base: str, account: Account, n: int) -> tuple[str, str]:
     return body["id"], headers.get("etag", "")
 
 
+def refresh_etags(base: str, targets: list[str]) -> list[str]:
+    """The "<token> <path> <etag>" lines again, each with its task's current ETag."""
+
+    def one(line: str) -> str:
+        token, path, _ = line.split(" ")
+        status, headers, body = http("GET", base + path, token=token)
+        expect(status, body, (200,), f"read {path}")
+        return f"{token} {path} {headers.get('etag', '')}"
+
+    return parallel(one, targets)
+
+
 def seed_tasks_api(base: str, seeded: Seeded, per_user: int) -> None:
     """A few tasks per user through the API; each becomes a read/PATCH target."""
 
@@ -456,6 +470,21 @@ class Row:
     cpu_s: float
     rss_mb: float
     ratio: float | None = None
+    round: int = 1
+    rounds: int = 1  # > 1: a summary row, the median of that many rounds
+    median: tuple[float, float, float] | None = None  # a summary row's req/s, p50, p99
+
+    @property
+    def rps(self) -> float:
+        return self.median[0] if self.median else self.result.rps
+
+    @property
+    def p50_ms(self) -> float:
+        return self.median[1] if self.median else self.result.p50_ms
+
+    @property
+    def p99_ms(self) -> float:
+        return self.median[2] if self.median else self.result.p99_ms
 
 
 @dataclass
@@ -465,11 +494,23 @@ class Context:
     workdir: Path
     rows: list[Row] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    round: int = 1  # the round being measured (`--rounds`)
 
     def write_lines(self, name: str, lines: list[str]) -> Path:
         path = self.workdir / name
         path.write_text("\n".join(lines) + "\n")
         return path
+
+
+def rounds(ctx: Context, items: list[T]) -> Iterator[T]:
+    """`items` `--rounds` times over, interleaved, with `ctx.round` set to the round.
+
+    Interleaved, not back to back: this VM drifts 5-15% over minutes, and a ratio between
+    two scenarios (1,024 vs 32 connections) is only fair if the drift hits both alike.
+    """
+    for n in range(1, ctx.args.rounds + 1):
+        ctx.round = n
+        yield from items
 
 
 def measure(
@@ -518,11 +559,29 @@ def measure(
                     extra = pending.result()
     finally:
         stop_profiler(profiler)
-    row = Row(db, workers, scenario, title, result, stats.cpu_seconds, stats.peak_rss / 2**20)
+    row = Row(
+        db,
+        workers,
+        scenario,
+        title,
+        result,
+        stats.cpu_seconds,
+        stats.peak_rss / 2**20,
+        round=ctx.round,
+    )
     ctx.rows.append(row)
     report(ctx, row)
     if extra is not None:
-        storm = Row(db, workers, "  storm", "  (the sign-in load alongside)", extra, 0.0, 0.0)
+        storm = Row(
+            db,
+            workers,
+            "  storm",
+            "  (the sign-in load alongside)",
+            extra,
+            0.0,
+            0.0,
+            round=ctx.round,
+        )
         ctx.rows.append(storm)
         report(ctx, storm)
     return row
@@ -531,7 +590,7 @@ def measure(
 def report(ctx: Context, row: Row) -> None:
     r = row.result
     print(
-        f"  {row.db:8} w={row.workers} {row.scenario:14} c={r.connections:<5} "
+        f"  {row.db:8} w={row.workers} r={row.round} {row.scenario:14} c={r.connections:<5} "
         f"{r.rps:9,.0f} req/s  p50 {r.p50_ms:7.1f} ms  p99 {r.p99_ms:7.1f} ms  "
         f"errors {r.errors}" + (f" {r.statuses} {r.socket_errors}" if r.errors else ""),
         file=sys.stderr,
@@ -629,9 +688,9 @@ def run_floor(ctx: Context, workers: int, connections: list[int]) -> dict[int, f
         ready_path="/health/ready",
         log_path=RESULTS / f"server-floor-w{workers}.log",
     )
-    floor: dict[int, float] = {}
+    measured: dict[int, list[float]] = {c: [] for c in connections}
     with server:
-        for c in connections:
+        for c in rounds(ctx, connections):
             row = measure(
                 ctx,
                 server,
@@ -644,8 +703,8 @@ def run_floor(ctx: Context, workers: int, connections: list[int]) -> dict[int, f
                 connections=c,
             )
             row.ratio = 1.0
-            floor[c] = row.result.rps
-    return floor
+            measured[c].append(row.result.rps)
+    return {c: statistics.median(rps) for c, rps in measured.items()}
 
 
 def run_config(ctx: Context, kind: str, workers: int, names: list[str]) -> None:
@@ -695,7 +754,8 @@ def run_config(ctx: Context, kind: str, workers: int, names: list[str]) -> None:
                     warmup_env=warmup_env,
                 )
 
-            for name in (n for n in wanted if BY_NAME[n].phase == "app"):
+            app_names = [n for n in wanted if BY_NAME[n].phase == "app"]
+            for name in rounds(ctx, app_names):
                 if name in {"list", "list_c32", "list_c256", "list_c1024"}:
                     run(name, LIST_PATH, "auth_get.lua", token_env)
                 elif name in sizes.big_users:
@@ -710,6 +770,9 @@ def run_config(ctx: Context, kind: str, workers: int, names: list[str]) -> None:
                 elif name == "patch":
                     # Warm-up and measured run edit different tasks: a task edited in the
                     # warm-up has a newer ETag than the file says, and would answer 412.
+                    # A later round starts from the ETags the last one left.
+                    if ctx.round > 1:
+                        seeded.task_targets = refresh_etags(base, seeded.task_targets)
                     third = len(seeded.task_targets) // 3
                     warm = ctx.write_lines("targets-warm.txt", seeded.task_targets[:third])
                     targets = ctx.write_lines("targets.txt", seeded.task_targets[third:])
@@ -730,7 +793,7 @@ def run_config(ctx: Context, kind: str, workers: int, names: list[str]) -> None:
             tokens = ctx.write_lines("tokens.txt", [a.token for a in seeded.accounts])
             users = ctx.write_lines("users.txt", [f"{a.email} {PASSWORD}" for a in seeded.accounts])
             signin_env = {"BENCH_USERS_FILE": str(users)}
-            for name in signin_names:
+            for name in rounds(ctx, signin_names):
                 s = BY_NAME[name]
                 if name in {"sign_in", "sign_in_c32"}:
                     measure(
@@ -775,10 +838,11 @@ def run_config(ctx: Context, kind: str, workers: int, names: list[str]) -> None:
 # =========================================================================== output
 
 
-def results_table(rows: list[Row]) -> str:
+def results_table(rows: list[Row], *, show_round: bool = False) -> str:
     headers = [
         "db",
         "workers",
+        *(["round"] if show_round else []),
         "scenario",
         "connections",
         "req/s",
@@ -796,11 +860,12 @@ def results_table(rows: list[Row]) -> str:
             [
                 row.db,
                 row.workers,
+                *([row.round] if show_round else []),
                 row.scenario.strip() if row.scenario.strip() != "storm" else "(storm: sign in)",
                 r.connections,
-                f"{r.rps:,.0f}",
-                f"{r.p50_ms:.1f}",
-                f"{r.p99_ms:.1f}",
+                f"{row.rps:,.0f}",
+                f"{row.p50_ms:.1f}",
+                f"{row.p99_ms:.1f}",
                 r.errors if r.requests else f"{r.errors} (stalled)",
                 f"{row.cpu_s:.1f}" if row.cpu_s else "",
                 f"{row.rss_mb:.0f}" if row.rss_mb else "",
@@ -808,6 +873,103 @@ def results_table(rows: list[Row]) -> str:
             ]
         )
     return markdown_table(headers, body)
+
+
+def median_rows(rows: list[Row], floor: dict[int, float]) -> list[Row]:
+    """One row per scenario: the median req/s, p50 and p99 of its rounds, errors summed.
+
+    CPU is the median too; peak RSS is the highest any round saw.
+    """
+    groups: dict[tuple[str, int, str, int], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.db, row.workers, row.scenario, row.result.connections), []).append(
+            row
+        )
+    summary = []
+    for (db, workers, scenario, connections), group in groups.items():
+        errors = WrkResult(
+            connections=connections,
+            requests=sum(r.result.requests for r in group),
+            duration_s=sum(r.result.duration_s for r in group),
+            status_errors=sum(r.result.status_errors for r in group),
+            socket_errors={
+                kind: sum(r.result.socket_errors.get(kind, 0) for r in group)
+                for kind in {k for r in group for k in r.result.socket_errors}
+            },
+        )
+        row = Row(
+            db,
+            workers,
+            scenario,
+            group[0].title,
+            errors,
+            statistics.median(r.cpu_s for r in group),
+            max(r.rss_mb for r in group),
+            rounds=len(group),
+            median=(
+                statistics.median(r.rps for r in group),
+                statistics.median(r.p50_ms for r in group),
+                statistics.median(r.p99_ms for r in group),
+            ),
+        )
+        ref = floor.get(connections) or floor.get(64)
+        if scenario == "floor":
+            row.ratio = 1.0
+        elif ref and scenario.strip() != "storm":
+            row.ratio = row.rps / ref
+        summary.append(row)
+    return summary
+
+
+# Issue 5's targets, checked on one (database, workers) set of rows: (what, value, needed, met).
+def target_checks(rows: list[Row], floor: dict[int, float]) -> list[tuple[str, str, str, bool]]:
+    by = {r.scenario: r for r in rows}
+    checks: list[tuple[str, str, str, bool]] = []
+
+    def ratio_to_floor(name: str, needed: float) -> None:
+        if name in by and floor.get(64):
+            value = by[name].rps / floor[64]
+            checks.append(
+                (f"{name} / floor (64 conn.)", f"{value:.1%}", f">= {needed:.0%}", value >= needed)
+            )
+
+    ratio_to_floor("list", 0.15)
+    ratio_to_floor("read_one", 0.20)
+    ratio_to_floor("users_me", 0.20)
+    ratio_to_floor("create", 0.10)
+    ratio_to_floor("patch", 0.10)
+    if "list_c32" in by:
+        for name in ("list_c256", "list_c1024"):
+            if name in by:
+                value = by[name].rps / by["list_c32"].rps
+                checks.append((f"{name} / list_c32", f"{value:.1%}", ">= 90%", value >= 0.90))
+                errors = by[name].result.errors
+                checks.append((f"{name} errors", str(errors), "0", errors == 0))
+    if "list_storm" in by and "list" in by:
+        value = by["list_storm"].p99_ms / by["list"].p99_ms
+        checks.append(("list p99: storm / no storm", f"{value:.2f}x", "<= 2x", value <= 2.0))
+    if "sign_in" in by:
+        value = by["sign_in"].rps
+        checks.append(("sign-ins per second", f"{value:.0f}", ">= 25", value >= 25))
+    if "list_user_1k" in by and "list_user_1m" in by:
+        value = by["list_user_1k"].rps / by["list_user_1m"].rps
+        checks.append(
+            ("list: 1k-task user / 1M-task user", f"{value:.2f}x", "<= 1.25x", value <= 1.25)
+        )
+    if "list_c1024" in by:
+        value = by["list_c1024"].rss_mb
+        checks.append(("peak RSS at 1,024 conn. (MB)", f"{value:.0f}", "< 250", value < 250))
+    errors = sum(r.result.errors for r in rows)
+    checks.append(("errors, all scenarios", str(errors), "0", errors == 0))
+    return checks
+
+
+def targets_table(rows: list[Row], floor: dict[int, float]) -> str:
+    checks = target_checks(rows, floor)
+    body = [
+        [what, value, needed, "yes" if met else "**NO**"] for what, value, needed, met in checks
+    ]
+    return markdown_table(["target", "measured", "needed", "met"], body)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -831,10 +993,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", default="", help="comma-separated scenarios to record with py-spy"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every scenario this many times, interleaved, and add the medians and "
+        "the target check (3 for a run that checks issue 5's targets)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 on any error (as --smoke)")
     parser.add_argument("--out", type=Path, help="also write the tables here (markdown)")
     args = parser.parse_args(argv)
     args.profile = {p for p in args.profile.split(",") if p}
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.smoke:
+        args.rounds = 1
     return args
 
 
@@ -884,15 +1057,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     code = 0
     tables: list[str] = []
+    floors: dict[int, dict[int, float]] = {}
     try:
         for w in workers:
             floor: dict[int, float] = {}
+            floors[w] = floor
             if not args.no_floor:
                 wanted_conns = sorted({BY_NAME[n].connections for n in names} | {64})
                 if args.smoke:
                     wanted_conns = [64]
                 print(f"== floor, {w} worker(s)", file=sys.stderr)
-                floor = run_floor(ctx, w, wanted_conns)
+                floor.update(run_floor(ctx, w, wanted_conns))
             for kind in dbs:
                 print(f"== {kind}, {w} worker(s)", file=sys.stderr)
                 first = len(ctx.rows)
@@ -908,8 +1083,28 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     for w in workers:
         rows = [r for r in ctx.rows if r.workers == w]
-        if rows:
+        if not rows:
+            continue
+        floor = floors.get(w, {})
+        if args.rounds == 1:
             tables.append(f"### {w} worker(s)\n\n{results_table(rows)}")
+            summary = rows
+        else:
+            summary = median_rows(rows, floor)
+            tables.append(
+                f"### {w} worker(s): median of {args.rounds} interleaved rounds\n\n"
+                f"{results_table(summary)}"
+            )
+            tables.append(
+                f"### {w} worker(s): every round\n\n{results_table(rows, show_round=True)}"
+            )
+        for kind in dbs:
+            measured = [r for r in summary if r.db == kind]
+            if measured:
+                tables.append(
+                    f"### Targets: {kind}, {w} worker(s) (issue 5 sets them for postgres, 1 "
+                    f"worker)\n\n{targets_table(measured, floor)}"
+                )
     output = f"{header}\n\n" + "\n\n".join(tables) + "\n"
     print(output)
     stamp = time.strftime("%Y%m%dT%H%M%S")
