@@ -17,7 +17,11 @@ from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.mail import create_mailer
-from app.core.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from app.core.middleware import (
+    BodySizeLimitMiddleware,
+    SecurityHeadersMiddleware,
+    UnexpectedErrorMiddleware,
+)
 from app.core.openapi import install_openapi
 from app.core.pagination import CursorCodec
 from app.core.process import tune_garbage_collector
@@ -101,7 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
 
     # Added innermost first: the request id wraps everything so every log line and
-    # error carries it, and CORS headers reach error responses too.
+    # error carries it, and CORS headers reach error responses too, a 500 included.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.ENVIRONMENT == "production")
     if settings.CORS_ORIGINS:

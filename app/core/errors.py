@@ -254,11 +254,21 @@ async def _validation_error_handler(_request: Request, exc: Exception) -> JSONRe
     )
 
 
+def log_unexpected_error(method: str, path: str, exc: BaseException) -> None:
+    """The traceback goes to the log, never to the client."""
+    logger.exception("unhandled error on %s %s", method, path, exc_info=exc)
+
+
+def internal_error_response(headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The 500 problem: no detail of what went wrong."""
+    return problem_response(500, "internal_error", "An unexpected error occurred.", headers=headers)
+
+
 async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    # The traceback goes to the log, never to the client.
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    # This handler runs outermost, after the request-id and security-header middleware have
-    # gone: add their headers back.
+    # Only for an error in the middleware itself: the app's own errors are answered inside
+    # it (UnexpectedErrorMiddleware). Starlette runs this handler outermost, after the
+    # request-id and security-header middleware have gone: add their headers back.
+    log_unexpected_error(request.method, request.url.path, exc)
     from app.core.middleware import security_headers  # the middleware module imports this one
 
     settings = getattr(request.app.state, "settings", None)
@@ -266,7 +276,7 @@ async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONRes
     request_id = correlation_id.get()
     if request_id:
         headers["X-Request-ID"] = request_id
-    return problem_response(500, "internal_error", "An unexpected error occurred.", headers=headers)
+    return internal_error_response(headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,11 +1,12 @@
-"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): body limits and security headers."""
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): body limits, security headers and
+the answer to an unexpected error."""
 
 import re
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import problem_response
+from app.core.errors import internal_error_response, log_unexpected_error, problem_response
 
 # A NUL character: raw, percent-encoded (query strings, forms), or as a JSON escape that is not
 # itself escaped (`\\u0000` is those six characters, and fine).
@@ -126,3 +127,38 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class UnexpectedErrorMiddleware:
+    """Answer an error no handler took with the 500 problem, inside the other middleware.
+
+    Starlette answers such an error in its outermost layer, outside every middleware the
+    app adds: that 500 had no CORS headers, so the browser app could not even read that its
+    request failed. Added innermost, this one's 500 goes out through CORS, the security
+    headers and the request id like any other response. The request's transaction has
+    already been rolled back by its route. An error after the response has started cannot
+    be answered any more: it is raised on, and the server closes the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception as exc:
+            if started:
+                raise
+            log_unexpected_error(scope["method"], scope["path"], exc)
+            await internal_error_response()(scope, receive, send)

@@ -1,5 +1,6 @@
 """The database layer: one transaction per request, UTC everywhere, tuned connections."""
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -412,7 +413,8 @@ def test_every_route_runs_in_a_request_transaction(app: FastAPI) -> None:
     assert plain == []
 
 
-def test_get_session_outside_a_transaction_route_says_why(make_app: Callable[..., FastAPI]) -> None:
+@pytest.fixture
+def plain_route_app(make_app: Callable[..., FastAPI]) -> FastAPI:
     from fastapi.routing import APIRoute
 
     app = make_app()
@@ -422,11 +424,19 @@ def test_get_session_outside_a_transaction_route_says_why(make_app: Callable[...
     async def plain_route(session: SessionDep) -> None:
         """Never reached: the dependency refuses."""
 
-    with (
-        TestClient(app, raise_server_exceptions=True) as client,
-        pytest.raises(RuntimeError, match="TransactionRoute"),
-    ):
-        client.get("/probe/plain-route")
+    return app
+
+
+def test_get_session_outside_a_transaction_route_says_why(
+    plain_route_app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR), TestClient(plain_route_app) as client:
+        response = client.get("/probe/plain-route")
+    assert response.status_code == 500
+    errors = [record.exc_info[1] for record in caplog.records if record.exc_info]
+    assert len(errors) == 1
+    assert isinstance(errors[0], RuntimeError)
+    assert "TransactionRoute" in str(errors[0])
 
 
 @pytest.mark.anyio

@@ -1,13 +1,16 @@
 """One error format: every failure is an RFC 9457 problem document with a stable code."""
 
 import logging
+from collections.abc import Callable
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from starlette.types import Message, Receive, Scope, Send
 
 from app.core.errors import NotFound
+from app.core.middleware import UnexpectedErrorMiddleware
 
 PROBLEM = "application/problem+json"
 
@@ -154,3 +157,84 @@ def test_openapi_documents_errors_as_problems(client: TestClient) -> None:
                     content = response["content"]
                     assert PROBLEM in content, (method, path, status)
                     assert content[PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+BROWSER_APP = "http://localhost:5173"
+
+
+@pytest.fixture
+def cors_app(make_app: Callable[..., FastAPI]) -> FastAPI:
+    # Built before the test runs: building an app configures logging, which would drop
+    # the log capture of a test already running.
+    app = make_app(CORS_ORIGINS=BROWSER_APP)
+    add_probe_routes(app)
+    return app
+
+
+def test_a_500_carries_cors_security_and_request_id_headers(
+    cors_app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The browser app reads a failed response only if it carries its CORS headers.
+    origin = BROWSER_APP
+    with (
+        caplog.at_level(logging.ERROR),
+        TestClient(cors_app, raise_server_exceptions=False) as client,
+    ):
+        response = client.get("/probe/boom", headers={"Origin": origin})
+    body = assert_problem(response, 500, "internal_error")
+    assert body["detail"] == "An unexpected error occurred."
+    assert response.headers["access-control-allow-origin"] == origin
+    assert "x-request-id" in response.headers["access-control-expose-headers"].lower()
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "hunter2" not in response.text
+    logged = [record for record in caplog.records if record.exc_info]
+    assert len(logged) == 1, "logged once, with its traceback"
+    assert "hunter2" in str(logged[0].exc_info[1])  # type: ignore[index]
+
+
+def test_a_500_for_another_origin_carries_no_cors_headers(cors_app: FastAPI) -> None:
+    with TestClient(cors_app, raise_server_exceptions=False) as client:
+        response = client.get("/probe/boom", headers={"Origin": "https://evil.example"})
+    assert_problem(response, 500, "internal_error")
+    assert "access-control-allow-origin" not in response.headers
+
+
+@pytest.mark.anyio
+async def test_an_error_after_the_response_started_is_raised_on() -> None:
+    # Nothing can be answered any more: no second response start, the error goes on up.
+    async def half_answered(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("broke mid-body")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    with pytest.raises(RuntimeError, match="broke mid-body"):
+        await UnexpectedErrorMiddleware(half_answered)(scope, receive, send)
+    assert [message["type"] for message in sent] == ["http.response.start"]
+
+
+@pytest.mark.anyio
+async def test_an_error_before_the_response_is_answered_by_the_middleware() -> None:
+    async def fails(scope: Scope, receive: Receive, send: Send) -> None:
+        raise ValueError("no")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    await UnexpectedErrorMiddleware(fails)(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 500
+    assert b'"internal_error"' in sent[1]["body"]
