@@ -1,12 +1,15 @@
 """The database layer: one transaction per request, UTC everywhere, tuned connections."""
 
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import select
@@ -513,3 +516,98 @@ def test_read_sessions_are_reused_reset_and_replaced_when_their_connection_dies(
         assert pid3 != pid1  # ...without an error
     else:
         assert second is not first
+
+
+@pytest.fixture
+def early_read_app(make_app: Callable[..., FastAPI]) -> tuple[FastAPI, threading.Event]:
+    app = make_app()
+    ran = threading.Event()
+
+    async def first_work() -> None:
+        ran.set()
+
+    @app.get("/probe/early-read")
+    async def early_read(
+        _: Annotated[None, Depends(first_work)], session: SessionDep
+    ) -> dict[str, bool]:
+        await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        return {"ok": True}
+
+    return app, ran
+
+
+def _hold_the_read_gate(client: TestClient, app: FastAPI) -> Callable[[], None]:
+    """Take every place at the read gate; returns the function that gives them back."""
+    gate = app.state.database.read_gate
+    places = read_capacity(app.state.settings)
+    for _ in range(places):
+        client.portal.call(gate.acquire)  # type: ignore[union-attr]
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            for _ in range(places):
+                gate.release()
+
+    return lambda: client.portal.call(release)  # type: ignore[union-attr,arg-type]
+
+
+def test_a_read_waits_for_its_session_before_any_other_work(
+    early_read_app: tuple[FastAPI, threading.Event],
+) -> None:
+    app, ran = early_read_app
+    with TestClient(app) as client:
+        release = _hold_the_read_gate(client, app)
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                pending = pool.submit(client.get, "/probe/early-read")
+                time.sleep(0.3)
+                ran_before_its_turn = ran.is_set()
+            finally:
+                release()  # before the pool waits for the request
+            assert pending.result(timeout=10).json() == {"ok": True}
+        assert not ran_before_its_turn, "its dependencies ran before it had a session"
+        assert ran.is_set()
+
+
+def test_a_route_without_a_session_never_waits_at_the_read_gate(
+    early_read_app: tuple[FastAPI, threading.Event],
+) -> None:
+    # A liveness probe must answer while every read place is taken (a loaded server).
+    app, _ = early_read_app
+    with TestClient(app) as client:
+        release = _hold_the_read_gate(client, app)
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                live = pool.submit(client.get, "/health/live").result(timeout=5)
+            finally:
+                release()
+        assert live.status_code == 200
+
+
+def test_an_overridden_session_is_not_taken_early(
+    early_read_app: tuple[FastAPI, threading.Event], settings: Any
+) -> None:
+    # Tests that bring their own session never wait at the app's read gate for one.
+    from app.core.db import create_engine
+
+    app, ran = early_read_app
+    engine = create_engine(settings)
+
+    async def own_session() -> AsyncIterator[AsyncSession]:
+        async with AsyncSession(engine) as session:
+            yield session
+
+    app.dependency_overrides[get_session] = own_session
+    with TestClient(app) as client:
+        release = _hold_the_read_gate(client, app)
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                response = pool.submit(client.get, "/probe/early-read").result(timeout=5)
+            finally:
+                release()
+                client.portal.call(engine.dispose)  # type: ignore[union-attr]
+        assert response.json() == {"ok": True}
+        assert ran.is_set()

@@ -517,6 +517,19 @@ def test_walking_pages_while_inserting_returns_each_row_once(client: TestClient,
     assert original <= set(seen)
 
 
+@pytest.mark.parametrize("q", ["äpf", "ÄPF", "Äpf", "ÉCOLE", "école", "ΣΟΦ", "σοφ"])
+def test_q_ignores_case_beyond_ascii_on_every_database(client: TestClient, q: str) -> None:
+    # PostgreSQL's ILIKE folds all of Unicode; SQLite's lower() only ASCII, unless replaced.
+    user = new_user(client)
+    apples = make_task(client, user, title="ÄPFEL kaufen")["id"]
+    school = make_task(client, user, title="call", description="Anmeldung École du Nord")["id"]
+    wisdom = make_task(client, user, title="Σοφία anrufen")["id"]
+    make_task(client, user, title="Birnen", description="apfel ohne Umlaut")
+    expected = {"äpf": apples, "éco": school, "σοφ": wisdom}[q.lower()[:3]]
+    found = walk(client, user, "/tasks", {"q": q})
+    assert [task["id"] for task in found] == [expected]
+
+
 def test_page_limits_and_bad_cursors(client: TestClient) -> None:
     user = new_user(client)
     for _ in range(3):
