@@ -4,7 +4,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
@@ -554,22 +554,33 @@ def _hold_the_read_gate(client: TestClient, app: FastAPI) -> Callable[[], None]:
     return lambda: client.portal.call(release)  # type: ignore[union-attr,arg-type]
 
 
+def _get_while_the_gate_is_held(
+    client: TestClient, app: FastAPI, path: str, *, check: Callable[[Future[Any]], bool]
+) -> tuple[Any, bool]:
+    """GET `path` while every read place is taken: `check(pending GET)` runs 0.3 s in, then
+    the places are given back. Returns the response and what `check` said."""
+    release = _hold_the_read_gate(client, app)
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pending = pool.submit(client.get, path)
+            time.sleep(0.3)
+            seen = check(pending)
+        finally:
+            release()  # before the pool waits for the request
+        return pending.result(timeout=10), seen
+
+
 def test_a_read_waits_for_its_session_before_any_other_work(
     early_read_app: tuple[FastAPI, threading.Event],
 ) -> None:
     app, ran = early_read_app
     with TestClient(app) as client:
-        release = _hold_the_read_gate(client, app)
-        with ThreadPoolExecutor(1) as pool:
-            try:
-                pending = pool.submit(client.get, "/probe/early-read")
-                time.sleep(0.3)
-                ran_before_its_turn = ran.is_set()
-            finally:
-                release()  # before the pool waits for the request
-            assert pending.result(timeout=10).json() == {"ok": True}
-        assert not ran_before_its_turn, "its dependencies ran before it had a session"
-        assert ran.is_set()
+        response, ran_before_its_turn = _get_while_the_gate_is_held(
+            client, app, "/probe/early-read", check=lambda _: ran.is_set()
+        )
+    assert response.json() == {"ok": True}
+    assert not ran_before_its_turn, "its dependencies ran before it had a session"
+    assert ran.is_set()
 
 
 def test_a_route_without_a_session_never_waits_at_the_read_gate(
@@ -578,13 +589,11 @@ def test_a_route_without_a_session_never_waits_at_the_read_gate(
     # A liveness probe must answer while every read place is taken (a loaded server).
     app, _ = early_read_app
     with TestClient(app) as client:
-        release = _hold_the_read_gate(client, app)
-        with ThreadPoolExecutor(1) as pool:
-            try:
-                live = pool.submit(client.get, "/health/live").result(timeout=5)
-            finally:
-                release()
-        assert live.status_code == 200
+        response, answered_while_held = _get_while_the_gate_is_held(
+            client, app, "/health/live", check=lambda pending: pending.done()
+        )
+    assert answered_while_held
+    assert response.status_code == 200
 
 
 def test_an_overridden_session_is_not_taken_early(
@@ -602,12 +611,12 @@ def test_an_overridden_session_is_not_taken_early(
 
     app.dependency_overrides[get_session] = own_session
     with TestClient(app) as client:
-        release = _hold_the_read_gate(client, app)
-        with ThreadPoolExecutor(1) as pool:
-            try:
-                response = pool.submit(client.get, "/probe/early-read").result(timeout=5)
-            finally:
-                release()
-                client.portal.call(engine.dispose)  # type: ignore[union-attr]
-        assert response.json() == {"ok": True}
-        assert ran.is_set()
+        try:
+            response, answered_while_held = _get_while_the_gate_is_held(
+                client, app, "/probe/early-read", check=lambda pending: pending.done()
+            )
+        finally:
+            client.portal.call(engine.dispose)  # type: ignore[union-attr]
+    assert answered_while_held
+    assert response.json() == {"ok": True}
+    assert ran.is_set()

@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -199,14 +200,8 @@ def test_a_500_for_another_origin_carries_no_cors_headers(cors_app: FastAPI) -> 
     assert "access-control-allow-origin" not in response.headers
 
 
-@pytest.mark.anyio
-async def test_an_error_after_the_response_started_is_raised_on() -> None:
-    # Nothing can be answered any more: no second response start, the error goes on up.
-    async def half_answered(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        raise RuntimeError("broke mid-body")
-
-    sent: list[Message] = []
+async def _through_the_middleware(inner: Callable[..., Any], sent: list[Message]) -> None:
+    """Run one GET through UnexpectedErrorMiddleware around `inner`, collecting what it sends."""
 
     async def send(message: Message) -> None:
         sent.append(message)
@@ -215,8 +210,19 @@ async def test_an_error_after_the_response_started_is_raised_on() -> None:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    await UnexpectedErrorMiddleware(inner)(scope, receive, send)
+
+
+@pytest.mark.anyio
+async def test_an_error_after_the_response_started_is_raised_on() -> None:
+    # Nothing can be answered any more: no second response start, the error goes on up.
+    async def half_answered(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("broke mid-body")
+
+    sent: list[Message] = []
     with pytest.raises(RuntimeError, match="broke mid-body"):
-        await UnexpectedErrorMiddleware(half_answered)(scope, receive, send)
+        await _through_the_middleware(half_answered, sent)
     assert [message["type"] for message in sent] == ["http.response.start"]
 
 
@@ -226,15 +232,7 @@ async def test_an_error_before_the_response_is_answered_by_the_middleware() -> N
         raise ValueError("no")
 
     sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
-    await UnexpectedErrorMiddleware(fails)(scope, receive, send)
-    assert sent[0]["type"] == "http.response.start"
+    await _through_the_middleware(fails, sent)
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 500
     assert b'"internal_error"' in sent[1]["body"]
