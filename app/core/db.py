@@ -312,8 +312,9 @@ def read_capacity(settings: Settings) -> int:
 
 
 class RequestTransaction:
-    """One request's session and its transaction: opened when first asked for, ended by the
-    route (see TransactionRoute) once the endpoint has answered and before the answer is sent.
+    """One request's session and its transaction: opened when first asked for (by the route
+    itself, before any other work, for a read that will need it), ended by the route (see
+    TransactionRoute) once the endpoint has answered and before the answer is sent.
 
     Success commits, so a client never sees a 2xx for a write that did not persist (a failed
     commit is a 500); an error rolls back, except an AppError that `keeps_writes`. GET and
