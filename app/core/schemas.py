@@ -58,9 +58,15 @@ def _utc_iso(value: datetime) -> str:
 
 
 def _iso_only(value: object) -> object:
-    # Pydantic would read a bare number as Unix seconds; the API documents ISO 8601 only.
-    text = str(value).strip() if isinstance(value, str | int | float) else None
-    if text is not None and text.lstrip("+-").replace(".", "", 1).isdigit():
+    # Pydantic would read a number, or any string that reads as one ("1e-36", "inf", "2024"),
+    # as Unix seconds; the API documents ISO 8601 only, so whatever float() takes is refused.
+    if isinstance(value, int | float):
+        raise ValueError("expected an ISO 8601 date-time with a UTC offset")
+    if isinstance(value, str | bytes):
+        try:
+            float(value)
+        except ValueError:
+            return value
         raise ValueError("expected an ISO 8601 date-time with a UTC offset")
     return value
 

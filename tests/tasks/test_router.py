@@ -787,13 +787,32 @@ def test_other_users_tasks_are_404_on_every_verb(client: TestClient) -> None:
     assert _get(client, owner, theirs["id"]).json() == theirs
 
 
-@pytest.mark.parametrize("value", ["0.5", "1700000000", "-3"])
+# Every spelling of a number that float() reads: the fuzzer found the exponent one.
+NUMBER_SPELLINGS = [
+    "0.5",
+    "1700000000",
+    "-3",
+    "3.602613726413053e-36",
+    "1E5",
+    "+2e+3",
+    "inf",
+    "-Infinity",
+    "nan",
+    "1_700_000_000",
+    " 12 ",
+]
+
+
+@pytest.mark.parametrize("value", NUMBER_SPELLINGS)
 def test_numeric_instants_are_not_unix_seconds(client: TestClient, value: str) -> None:
     user = new_user(client)
     response = client.get(f"{API}/tasks", headers=user.headers, params={"updated_since": value})
     assert_problem(response, 422, "validation_error")
-    body = client.post(f"{API}/tasks", headers=user.headers, json={"title": "x", "due_at": 5})
-    assert_problem(body, 422, "validation_error")
+    for due_at in (value, 5, 5.5):
+        body = client.post(
+            f"{API}/tasks", headers=user.headers, json={"title": "x", "due_at": due_at}
+        )
+        assert_problem(body, 422, "validation_error")
 
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE", "PUT"])
