@@ -1,4 +1,4 @@
-"""`tasks-api`: serve the API, apply migrations, create an admin."""
+"""`tasks-api`: serve the API, apply migrations, create an admin, export the OpenAPI document."""
 
 import argparse
 import asyncio
@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from app.core.config import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The committed API contract (tests/core/test_openapi.py compares it with the app's).
+OPENAPI_FILE = ROOT / "openapi.json"
 
 
 def _settings() -> "Settings":
@@ -105,6 +107,18 @@ def purge_trash() -> None:
     print(f"purged {tasks} task(s) and {projects} project(s)")
 
 
+def export_openapi(args: argparse.Namespace) -> None:
+    """Write the app's OpenAPI document (built from fixed settings, not this machine's)."""
+    from app.core.openapi import openapi_json
+
+    text = openapi_json()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8", newline="\n")
+        print(f"wrote {args.output}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tasks-api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +142,16 @@ def main(argv: list[str] | None = None) -> None:
         "purge-trash", help="delete what has been in the trash past TRASH_RETENTION_DAYS"
     )
 
+    export_parser = commands.add_parser(
+        "export-openapi", help="write the OpenAPI document (the committed openapi.json)"
+    )
+    export_parser.add_argument(
+        "--output",
+        default=str(OPENAPI_FILE),
+        metavar="PATH",
+        help="where to write it; - for stdout (default: openapi.json at the repository root)",
+    )
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args)
@@ -135,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         migrate()
     elif args.command == "purge-trash":
         purge_trash()
+    elif args.command == "export-openapi":
+        export_openapi(args)
     else:
         create_admin(args)
 

@@ -3,14 +3,20 @@ links that let a client (or a fuzzer) feed one call's ids into the next are decl
 
 Links live in one table instead of on each route: a route's file stays about the route, and a
 new area joins the stateful fuzzing with a line here.
+
+`openapi_document()` is the API contract committed as `openapi.json` (`tasks-api
+export-openapi` writes it; tests/core/test_openapi.py fails on any difference).
 """
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from app.core.config import Settings
 from app.core.errors import PROBLEM_MEDIA_TYPE, FieldError, Problem
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -170,3 +176,42 @@ def install_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _ContractSettings(Settings):
+    """Settings from their defaults and the arguments only: no environment, no `.env` file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def contract_settings() -> Settings:
+    """The fixed settings the committed document is built with, the same on every machine.
+
+    Of the settings only PROJECT_NAME (the title) reaches the document; DOCS_ENABLED only
+    decides whether /openapi.json is served. No database is opened: the lifespan never runs.
+    """
+    return _ContractSettings(
+        ENVIRONMENT="development", DATABASE_URL="sqlite://", LOG_LEVEL="WARNING"
+    )
+
+
+def openapi_document() -> dict[str, Any]:
+    """The app's OpenAPI document, as committed in `openapi.json`."""
+    from app.main import create_app  # app.main imports this module
+
+    return create_app(contract_settings()).openapi()
+
+
+def openapi_json(document: dict[str, Any] | None = None) -> str:
+    """The document as `openapi.json` holds it: indented, keys in the app's order, UTF-8."""
+    document = openapi_document() if document is None else document
+    return json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
