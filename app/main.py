@@ -1,5 +1,6 @@
 """The application factory: settings, lifespan, middleware, error handlers, routers."""
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from app.api import OPENAPI_TAGS, include_api
 from app.auth.cache import listen_for_changes, start_principal_cache
 from app.auth.service import AuthComponents
 from app.bootstrap import ensure_first_admin
+from app.core.clock import Clock, wall_clock
 from app.core.config import Settings, get_settings
 from app.core.db import Database, TransactionRoute, create_engine
 from app.core.docs import install_docs
@@ -45,6 +47,7 @@ LIMITER_POOL_SIZE = 6
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the process's resources on start-up and release them on shutdown."""
     settings: Settings = app.state.settings
+    clock: Clock | None = app.state.clock
     database = Database(settings)
     hasher = PasswordHasher(settings)
     # Counters get a small pool of their own: a request that holds a pooled connection must
@@ -53,12 +56,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # return, so a sign-in storm opened a PostgreSQL connection per counter beyond two.
     limiter_engine = create_engine(settings, pool_size=LIMITER_POOL_SIZE, max_overflow=0)
     app.state.database = database
-    principals = start_principal_cache(settings, database)
+    principals = start_principal_cache(settings, database, clock or time.monotonic)
     app.state.auth = AuthComponents(
         settings=settings,
         hasher=hasher,
         tokens=TokenCodec(settings),
-        limiter=RateLimiter(settings, limiter_engine),
+        limiter=RateLimiter(settings, limiter_engine, clock or wall_clock),
         mailer=create_mailer(settings),
         cursors=CursorCodec(settings.SECRET_KEY.get_secret_value()),
         principals=principals,
@@ -78,8 +81,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await database.dispose()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app for the given settings (the process's own when none are given)."""
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """Build the app for the given settings (the process's own when none are given).
+
+    `clock`, for tests, replaces the system's clocks in the timers that windows and expiries
+    read (rate limits, the principal cache).
+    """
     settings = settings or get_settings()
     configure_logging(settings)
     docs = settings.DOCS_ENABLED
@@ -98,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         debug=False,
     )
     app.state.settings = settings
+    app.state.clock = clock
     # Routes added to the app itself (docs, tests' probes) get the request's transaction too.
     app.router.route_class = TransactionRoute
 

@@ -27,17 +27,22 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import all_models  # noqa: F401 - registers every table on the metadata
+from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database
 from app.main import create_app
+from tests.helpers import POSTGRES_ONLY_REASON
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# In CI every run explores the same examples, so a red build is always reproducible; local runs
-# keep hypothesis's fresh randomness.
-hypothesis_settings.register_profile("ci", derandomize=True)
-if os.environ.get("CI"):
-    hypothesis_settings.load_profile("ci")
+# Every run explores the same examples unless exploration is asked for, so a red run is always
+# the code's fault and can be replayed; `TEST_EXPLORE=1` draws fresh ones (README, "Attack
+# suites"). No example database either: a failure saved by an exploring run must not turn a
+# later plain run red.
+EXPLORE = os.environ.get("TEST_EXPLORE") == "1"
+hypothesis_settings.register_profile("reproducible", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile("explore" if EXPLORE else "reproducible")
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 
 # Cheap hashing and generous throttles by default; tests about throttling or hashing cost
@@ -108,10 +113,17 @@ def pytest_report_header() -> list[str]:
     """The fuzzing seed, up front (pytest reads this hook only from the root conftest)."""
     from tests.security import fuzzing
 
+    mode = "exploring (TEST_EXPLORE=1)" if EXPLORE else "reproducible"
     return [
-        f"fuzzing: SCHEMATHESIS_SEED={fuzzing.SEED} FUZZ_EXAMPLES={fuzzing.EXAMPLES}"
+        f"fuzzing: {mode}, SCHEMATHESIS_SEED={fuzzing.SEED} FUZZ_EXAMPLES={fuzzing.EXAMPLES}"
         " (set both to replay this run)"
     ]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.postgres` tests run only in the PostgreSQL lane (.ci/run checks they did)."""
+    if item.get_closest_marker("postgres") and not os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip(POSTGRES_ONLY_REASON)
 
 
 @pytest.fixture(scope="session")
@@ -149,11 +161,12 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def make_app(database_url: str, housekeeping_engine: Engine) -> Iterator[Callable[..., FastAPI]]:
-    """Build an app on the test database with setting overrides; cleaned up after the test."""
+    """Build an app on the test database with setting overrides (and, for tests of windows and
+    expiries, a `clock`, such as `tests.helpers.ManualClock`); cleaned up after the test."""
     apps: list[FastAPI] = []
 
-    def factory(**overrides: Any) -> FastAPI:
-        application = create_app(settings_for(database_url, **overrides))
+    def factory(*, clock: Clock | None = None, **overrides: Any) -> FastAPI:
+        application = create_app(settings_for(database_url, **overrides), clock=clock)
         apps.append(application)
         return application
 

@@ -17,7 +17,10 @@ and drops a user's the moment the announcement arrives:
 - Entries live `AUTH_CACHE_SECONDS` at most: the bound if an announcement were ever lost.
 """
 
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from app.auth.models import AuthSession
+from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.listener import ChannelListener
@@ -56,11 +60,16 @@ class _Account:
 class PrincipalCache:
     """The users (and their open sessions) this process verified recently."""
 
-    def __init__(self, *, seconds: int, max_users: int) -> None:
+    def __init__(self, *, seconds: int, max_users: int, clock: Clock = time.monotonic) -> None:
         self.seconds = seconds
-        self._accounts: TTLCache[uuid.UUID, _Account] = TTLCache(max_users, max(seconds, 1))
+        self._accounts: TTLCache[uuid.UUID, _Account] = TTLCache(
+            max_users, max(seconds, 1), timer=clock
+        )
         self.enabled = False
         self.generation = 0
+        # Notified on every change of `generation` or `enabled`, so another thread (a test, an
+        # operator's probe) can wait for an announcement to be heard instead of polling.
+        self.changed = threading.Condition()
 
     def lookup(
         self, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
@@ -103,30 +112,43 @@ class PrincipalCache:
 
     def forget(self, payload: str) -> None:
         """Drop what an announcement names: one user's entries, or everything."""
-        self.generation += 1
-        if payload == EVERYONE:
-            self._accounts.clear()
-            return
-        try:
-            self._accounts.pop(uuid.UUID(payload), None)
-        except ValueError:
-            self._accounts.clear()  # unreadable: the safe reading is "anyone"
+        with self.changed:
+            self.generation += 1
+            if payload == EVERYONE:
+                self._accounts.clear()
+            else:
+                try:
+                    self._accounts.pop(uuid.UUID(payload), None)
+                except ValueError:
+                    self._accounts.clear()  # unreadable: the safe reading is "anyone"
+            self.changed.notify_all()
 
     def forget_everyone(self) -> None:
         self.forget(EVERYONE)
 
     def listening(self, listening: bool) -> None:
         """Follow the listener: serve from memory only while every change is heard."""
-        self.forget_everyone()
-        self.enabled = listening and self.seconds > 0
+        with self.changed:
+            self.forget_everyone()
+            self.enabled = listening and self.seconds > 0
+            self.changed.notify_all()
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Block this thread until `condition()` holds after a change, or `timeout` passes."""
+        with self.changed:
+            return self.changed.wait_for(condition, timeout)
 
     def __len__(self) -> int:
         return len(self._accounts)
 
 
-def start_principal_cache(settings: Settings, database: Database) -> PrincipalCache:
+def start_principal_cache(
+    settings: Settings, database: Database, clock: Clock = time.monotonic
+) -> PrincipalCache:
     """The process's cache, told of the commits of the database's sessions (events below)."""
-    cache = PrincipalCache(seconds=settings.AUTH_CACHE_SECONDS, max_users=settings.AUTH_CACHE_USERS)
+    cache = PrincipalCache(
+        seconds=settings.AUTH_CACHE_SECONDS, max_users=settings.AUTH_CACHE_USERS, clock=clock
+    )
     for maker in (database.sessionmaker, database.read_sessionmaker):
         maker.configure(info={_SESSION_INFO_KEY: cache})
     return cache

@@ -8,7 +8,6 @@ request that observed it rolls back.
 """
 
 import hashlib
-import time
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerSecond
@@ -22,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
+from app.core.clock import Clock, wall_clock
 from app.core.config import Settings
 
 KEY_MAX_LENGTH = 255
@@ -58,9 +58,10 @@ class DatabaseStorage(Storage):
 
     STORAGE_SCHEME = None
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock = wall_clock) -> None:
         super().__init__()
         self.engine = engine
+        self.clock = clock
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
     @property
@@ -68,7 +69,7 @@ class DatabaseStorage(Storage):
         return SQLAlchemyError
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        now = time.time()
+        now = self.clock()
         table = rate_limit_counter
         expired = table.c.expires_at <= now
         statement = (
@@ -95,7 +96,7 @@ class DatabaseStorage(Storage):
                 select(table.c.count, table.c.expires_at).where(table.c.key == _db_key(key))
             )
             row = result.first()
-        if row is None or row[1] <= time.time():
+        if row is None or row[1] <= self.clock():
             return None
         return int(row[0]), float(row[1])
 
@@ -105,7 +106,7 @@ class DatabaseStorage(Storage):
 
     async def get_expiry(self, key: str) -> float:
         row = await self._row(key)
-        return row[1] if row else time.time()
+        return row[1] if row else self.clock()
 
     async def check(self) -> bool:
         try:
@@ -120,7 +121,7 @@ class DatabaseStorage(Storage):
         table = rate_limit_counter
         async with self.engine.begin() as connection:
             result = await connection.execute(
-                delete(table).where(table.c.expires_at <= time.time())
+                delete(table).where(table.c.expires_at <= self.clock())
             )
             return int(result.rowcount)
 
@@ -137,10 +138,15 @@ class Decision:
 
 
 class RateLimiter:
-    """Fixed-window limits by (name, identifier); a no-op when limits are disabled."""
+    """Fixed-window limits by (name, identifier); a no-op when limits are disabled.
 
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+    `clock` is the wall clock the database counters and Retry-After read; Redis keeps its own
+    time (key expiry), which tests end by expiring the keys.
+    """
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, clock: Clock = wall_clock) -> None:
         self.enabled = settings.RATE_LIMIT_ENABLED
+        self.clock = clock
         self.storage: Storage
         # Our own pool, so that `aclose` can release its connections at shutdown.
         self._redis_pool: ConnectionPool | None = None
@@ -154,7 +160,7 @@ class RateLimiter:
                 connection_pool=self._redis_pool,  # type: ignore[arg-type]
             )
         else:
-            self.storage = DatabaseStorage(engine)
+            self.storage = DatabaseStorage(engine, clock)
         self.strategy = FixedWindowRateLimiter(self.storage)
 
     async def aclose(self) -> None:
@@ -164,7 +170,7 @@ class RateLimiter:
 
     async def _retry_after(self, item: RateLimitItemPerSecond, key: str) -> int:
         stats = await self.strategy.get_window_stats(item, key)
-        return max(1, int(stats.reset_time - time.time()) + 1)
+        return max(1, int(stats.reset_time - self.clock()) + 1)
 
     async def hit(self, key: str, *, limit: int, window_seconds: int) -> Decision:
         """Count one event; refused once more than `limit` happened in the window."""

@@ -5,7 +5,6 @@ import base64
 import json
 import random
 import re
-import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ from app.core.mail import Mail, MemoryMailer
 from app.core.models import utcnow
 from app.core.security import TokenType
 from tests.factories import API, SignedInUser, sign_in
+from tests.helpers import HANG_GUARD
 
 ADMIN_EMAIL = "root-admin@example.com"
 ADMIN_PASSWORD = "admin-password-1234"
@@ -141,22 +141,14 @@ def execute(engine: Engine, sql: str, **params: Any) -> None:
         connection.execute(text(sql), params)
 
 
-def wait_until(condition: Any, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def change_elsewhere(client: TestClient, engine: Engine, sql: str, **params: Any) -> None:
     """Run `sql` on a connection of its own, as another process would; wait until heard."""
     cache: PrincipalCache = client.app.state.auth.principals  # type: ignore[attr-defined]
     generation = cache.generation
     execute(engine, sql, **params)
     if cache.enabled:
-        assert wait_until(lambda: cache.generation != generation), "never announced"
+        changed = cache.wait_for(lambda: cache.generation != generation, HANG_GUARD)
+        assert changed, "never announced"
 
 
 def uuid_param(engine: Engine, value: str) -> str:

@@ -5,7 +5,6 @@ On PostgreSQL the cache is on and the database announces changes; on SQLite it n
 """
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -38,9 +37,9 @@ from tests.auth.helpers import (
     execute,
     scalar,
     uuid_param,
-    wait_until,
 )
 from tests.factories import API, SignedInUser, new_user, sign_in
+from tests.helpers import HANG_GUARD, ManualClock
 
 
 def _is_postgres(client: TestClient) -> bool:
@@ -257,21 +256,25 @@ def test_the_cache_serves_nothing_expired_unknown_or_while_deaf() -> None:
 
 
 def test_the_cache_is_bounded_and_entries_expire() -> None:
-    cache = PrincipalCache(seconds=1, max_users=3)
+    clock = ManualClock()
+    cache = PrincipalCache(seconds=1, max_users=3, clock=clock)
     cache.listening(True)
     now = utcnow()
     users = [{"id": uuid.uuid4()} for _ in range(5)]
-    for user in users:
+    session_ids = [uuid.uuid4() for _ in users]
+    for user, session_id in zip(users, session_ids, strict=True):
         cache.store(
             cache.generation,
             user,
-            uuid.uuid4(),
+            session_id,
             expires_at=now + timedelta(days=1),
             last_used_at=now,
         )
     assert len(cache) == 3
-    time.sleep(1.1)
-    assert cache.lookup(users[-1]["id"], uuid.uuid4(), now) is None
+    clock.advance(0.9)
+    assert cache.lookup(users[-1]["id"], session_ids[-1], now) is not None
+    clock.advance(0.2)
+    assert cache.lookup(users[-1]["id"], session_ids[-1], now) is None
     assert len(cache) == 0
 
 
@@ -301,34 +304,52 @@ def test_losing_the_listener_stops_the_cache_until_it_is_back(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name",
         name=f"listen:{CHANNEL}",
     )
-    assert wait_until(lambda: not cache.enabled), "the lost connection went unnoticed"
+    assert cache.wait_for(lambda: not cache.enabled, HANG_GUARD), "the loss went unnoticed"
     assert len(cache) == 0
     assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
     assert len(cache) == 0  # deaf: nothing is kept
-    assert wait_until(lambda: cache.enabled, 10), "never reconnected"
+    assert cache.wait_for(lambda: cache.enabled, HANG_GUARD), "never reconnected"
     assert _listener_backends(housekeeping_engine) >= 1
     assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
     assert len(cache) == 1
 
 
+@pytest.mark.postgres
 def test_the_database_announces_exactly_the_changes_that_matter(
     client: TestClient, housekeeping_engine: Engine
 ) -> None:
     """PostgreSQL's triggers: revocations, deactivations and deletions are announced;
     marking a session used and extending it (a refresh) are not."""
-    if not _is_postgres(client):
-        return  # no triggers on SQLite (nothing listens there): see the test above
     user = new_user(client)
     other = new_user(client)
     settings: Settings = client.app.state.settings  # type: ignore[attr-defined]
 
     async def heard(sql: str, **params: Any) -> list[str]:
+        """What `sql` announced: everything heard before a marker sent after it commits
+        (PostgreSQL delivers notifications in commit order)."""
         payloads: list[str] = []
+        marker = f"marker-{uuid.uuid4()}"
+        marker_heard = asyncio.Event()
+
+        def on_notification(*args: Any) -> None:
+            if args[3] == marker:
+                marker_heard.set()
+            elif not marker_heard.is_set():
+                payloads.append(args[3])
+
         connection = await asyncpg.connect(asyncpg_dsn(settings.async_database_url))
         try:
-            await connection.add_listener(CHANNEL, lambda *args: payloads.append(args[3]))
+            await connection.add_listener(CHANNEL, on_notification)
             await asyncio.to_thread(execute, housekeeping_engine, sql, **params)
-            await asyncio.sleep(0.2)
+            await asyncio.to_thread(
+                execute,
+                housekeeping_engine,
+                "SELECT pg_notify(:channel, :marker)",
+                channel=CHANNEL,
+                marker=marker,
+            )
+            async with asyncio.timeout(HANG_GUARD):
+                await marker_heard.wait()
         finally:
             await connection.close()
         return payloads

@@ -1,0 +1,68 @@
+"""Helpers every test area shares: a clock tests move by hand, and the outside services some
+tests need.
+
+A test that needs Redis or PostgreSQL and does not find it skips with the reason where it
+runs on a developer's machine, and fails in CI (`CI` set), where every service is there and a
+skipped test would be a test that silently stopped running.
+"""
+
+import os
+from dataclasses import dataclass
+
+import pytest
+import redis
+from sqlalchemy.engine import make_url
+
+IN_CI = bool(os.environ.get("CI"))
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+# How long a test waits for an event that should come at once before it calls it lost: long
+# enough never to be reached on a loaded machine, short enough to end a hung run.
+HANG_GUARD = 30.0
+POSTGRES_ONLY_REASON = (
+    "PostgreSQL behaviour: runs in the PostgreSQL lane (set TEST_DATABASE_URL, README)"
+)
+
+
+@dataclass
+class ManualClock:
+    """A clock that stands still until the test moves it: `clock()` reads, `advance()` moves."""
+
+    now: float = 1_900_000_000.0  # a wall-clock-like epoch second, in 2030
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def require(service: str, problem: str | None) -> None:
+    """Go on if `problem` is None; otherwise skip with the reason, or fail in CI."""
+    if problem is None:
+        return
+    message = f"needs {service}: {problem}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI provides every service: nothing may skip there)")
+    pytest.skip(message)
+
+
+def redis_problem(url: str = REDIS_URL) -> str | None:
+    """Why Redis at `url` cannot be used, or None when it answers."""
+    connection = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        return f"no Redis at {url} ({exc.__class__.__name__}); set TEST_REDIS_URL or start one"
+    finally:
+        connection.close()
+    return None
+
+
+def require_redis(url: str = REDIS_URL) -> str:
+    """The Redis URL for this test, once it answers (skip or, in CI, fail otherwise)."""
+    require("Redis", redis_problem(url))
+    return url
+
+
+def is_postgres(database_url: str) -> bool:
+    return make_url(database_url).get_backend_name() == "postgresql"
