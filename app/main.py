@@ -63,9 +63,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tokens=TokenCodec(settings),
         limiter=RateLimiter(settings, limiter_engine, clock or wall_clock),
         mailer=create_mailer(settings),
-        cursors=CursorCodec(settings.SECRET_KEY.get_secret_value()),
         principals=principals,
     )
+    app.state.cursors = CursorCodec(settings.SECRET_KEY.get_secret_value())
     listener = await listen_for_changes(settings, principals)
     try:
         await ensure_first_admin(settings, database, hasher)

@@ -16,7 +16,7 @@ from app.auth.schemas import (
 )
 from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import CursorCodecDep, Page, PageParamsDep
 from app.users.schemas import UserPublic, UserRegister
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=TransactionRoute)
@@ -96,10 +96,10 @@ async def logout(principal: ActivePrincipal, session: SessionDep) -> None:
     responses=problem_responses(401),
 )
 async def list_sessions(
-    principal: ActivePrincipal, session: SessionDep, auth: AuthDep, page: PageParamsDep
+    principal: ActivePrincipal, session: SessionDep, cursors: CursorCodecDep, page: PageParamsDep
 ) -> Page[SessionPublic]:
     """The caller's open sign-in sessions, newest first."""
-    return await service.list_sessions(session, auth, principal=principal, page=page)
+    return await service.list_sessions(session, principal=principal, page=page, codec=cursors)
 
 
 @router.delete(

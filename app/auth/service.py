@@ -61,7 +61,6 @@ class AuthComponents:
     tokens: TokenCodec
     limiter: RateLimiter
     mailer: Mailer
-    cursors: CursorCodec
     principals: PrincipalCache
 
 
@@ -385,7 +384,7 @@ SESSION_KEYS = [SortKey(col(AuthSession.created_at), descending=True), SortKey(c
 
 
 async def list_sessions(
-    session: AsyncSession, auth: AuthComponents, *, principal: Principal, page: PageParams
+    session: AsyncSession, *, principal: Principal, page: PageParams, codec: CursorCodec
 ) -> Page[SessionPublic]:
     """The caller's open sessions, newest first."""
     statement = select(AuthSession).where(
@@ -398,7 +397,7 @@ async def list_sessions(
         statement,
         keys=SESSION_KEYS,
         page=page,
-        codec=auth.cursors,
+        codec=codec,
         scope="sessions",
         key_of=lambda row: [row.created_at, row.id],
     )

@@ -8,6 +8,7 @@ default `get_settings()`, the process-wide one) and hands it to what needs it th
 from functools import lru_cache
 from typing import Annotated, Literal, Self
 
+from fastapi import Depends, Request
 from pydantic import (
     AnyHttpUrl,
     EmailStr,
@@ -166,3 +167,12 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings; a wrong value fails here, at start, naming the setting."""
     return Settings()
+
+
+async def get_app_settings(request: Request) -> Settings:
+    """The settings the app was built with (`create_app`'s, in tests not the process's)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from cachetools import LRUCache
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Integer, and_, bindparam, false, func, or_, tuple_
@@ -162,6 +162,15 @@ class CursorCodec:
         if len(values) != size:
             raise InvalidCursor()
         return values
+
+
+async def get_cursor_codec(request: Request) -> CursorCodec:
+    """The process's cursor codec, built by the lifespan."""
+    codec: CursorCodec = request.app.state.cursors
+    return codec
+
+
+CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response, status
 
-from app.auth.dependencies import ActiveUser, AuthDep
+from app.auth.dependencies import ActiveUser
 from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.http import (
@@ -12,7 +12,7 @@ from app.core.http import (
     if_none_match_matches,
     location_of,
 )
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import CursorCodecDep, Page, PageParamsDep
 from app.labels import service
 from app.labels.dependencies import LabelForUpdate, OwnedLabel
 from app.labels.models import Label
@@ -33,10 +33,10 @@ def _public(label: Label, response: Response) -> LabelPublic:
     responses=problem_responses(401, 422),
 )
 async def list_labels(
-    user: ActiveUser, session: SessionDep, auth: AuthDep, page: PageParamsDep
+    user: ActiveUser, session: SessionDep, cursors: CursorCodecDep, page: PageParamsDep
 ) -> Page[LabelPublic]:
     """The caller's labels, in name order."""
-    return await service.list_labels(session, owner_id=user.id, page=page, codec=auth.cursors)
+    return await service.list_labels(session, owner_id=user.id, page=page, codec=cursors)
 
 
 @router.post(

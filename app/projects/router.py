@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.auth.dependencies import ActiveUser, AuthDep
+from app.auth.dependencies import ActiveUser
 from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.http import (
@@ -14,7 +14,7 @@ from app.core.http import (
     if_none_match_matches,
     location_of,
 )
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import CursorCodecDep, Page, PageParamsDep
 from app.projects import service
 from app.projects.dependencies import OwnedProject, ProjectForUpdate, ProjectInTrashOrNot
 from app.projects.models import Project
@@ -37,7 +37,7 @@ def _public(project: Project, response: Response) -> ProjectPublic:
 async def list_projects(
     user: ActiveUser,
     session: SessionDep,
-    auth: AuthDep,
+    cursors: CursorCodecDep,
     page: PageParamsDep,
     is_archived: Annotated[
         bool | None, Query(description="Only archived (true) or active (false) projects.")
@@ -45,7 +45,7 @@ async def list_projects(
 ) -> Page[ProjectPublic]:
     """The caller's projects (not those in the trash), oldest first."""
     return await service.list_projects(
-        session, owner_id=user.id, page=page, codec=auth.cursors, is_archived=is_archived
+        session, owner_id=user.id, page=page, codec=cursors, is_archived=is_archived
     )
 
 

@@ -7,8 +7,7 @@ from fastapi import APIRouter, Request, Response, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.auth.dependencies import ActiveUser, AuthDep
-from app.auth.service import AuthComponents
+from app.auth.dependencies import ActiveUser
 from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
 from app.core.http import (
@@ -19,7 +18,7 @@ from app.core.http import (
     json_response,
     location_of,
 )
-from app.core.pagination import Page
+from app.core.pagination import CursorCodec, CursorCodecDep, Page
 from app.core.query import query_parameters
 from app.projects.dependencies import OwnedProject
 from app.tasks import service
@@ -56,7 +55,7 @@ def _public(task: Task, response: Response) -> TaskPublic:
 async def _page(
     session: AsyncSession,
     user: User,
-    auth: AuthComponents,
+    cursors: CursorCodec,
     query: ProjectTaskListQuery,
     *,
     project_id: uuid.UUID | None,
@@ -67,7 +66,7 @@ async def _page(
         filters=query.filters(project_id=project_id),
         sort=query.sort,
         page=query.page(),
-        codec=auth.cursors,
+        codec=cursors,
     )
     return Response(content=tasks.json(), media_type="application/json")
 
@@ -88,10 +87,10 @@ def _created(task: TaskPublic, request: Request) -> Response:
     openapi_extra={"parameters": query_parameters(TaskListQuery)},
 )
 async def list_tasks(
-    user: ActiveUser, session: SessionDep, auth: AuthDep, query: TaskListQueryDep
+    user: ActiveUser, session: SessionDep, cursors: CursorCodecDep, query: TaskListQueryDep
 ) -> Response:
     """The caller's tasks matching every filter given, one keyset page at a time."""
-    return await _page(session, user, auth, query, project_id=query.project_id)
+    return await _page(session, user, cursors, query, project_id=query.project_id)
 
 
 @router.post(
@@ -217,13 +216,13 @@ async def list_project_tasks(
     project: OwnedProject,
     user: ActiveUser,
     session: SessionDep,
-    auth: AuthDep,
+    cursors: CursorCodecDep,
     query: ProjectTaskListQueryDep,
 ) -> Response:
     """The project's tasks, in manual order unless `sort` says otherwise; same filters as
     `GET /tasks`.
     """
-    return await _page(session, user, auth, query, project_id=project.id)
+    return await _page(session, user, cursors, query, project_id=project.id)
 
 
 @router.post(

@@ -4,10 +4,11 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
-from app.auth.dependencies import ActiveUser, AuthDep
+from app.auth.dependencies import ActiveUser
+from app.core.config import SettingsDep
 from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import CursorCodecDep, Page, PageParamsDep
 from app.trash import service
 from app.trash.schemas import TrashItem
 
@@ -21,13 +22,17 @@ router = APIRouter(prefix="/trash", tags=["trash"], route_class=TransactionRoute
     responses=problem_responses(401, 422),
 )
 async def list_trash(
-    user: ActiveUser, session: SessionDep, auth: AuthDep, page: PageParamsDep
+    user: ActiveUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    cursors: CursorCodecDep,
+    page: PageParamsDep,
 ) -> Page[TrashItem]:
     """Projects and tasks the caller deleted, newest first, with when each will be purged.
 
     Restore with `POST /projects/{id}/restore` or `POST /tasks/{id}/restore`.
     """
-    retention = timedelta(days=auth.settings.TRASH_RETENTION_DAYS)
+    retention = timedelta(days=settings.TRASH_RETENTION_DAYS)
     return await service.list_trash(
-        session, owner_id=user.id, retention=retention, page=page, codec=auth.cursors
+        session, owner_id=user.id, retention=retention, page=page, codec=cursors
     )

@@ -8,7 +8,7 @@ from app.auth import service as auth_service
 from app.auth.dependencies import ActivePrincipal, ActiveUser, AdminUser, AuthDep
 from app.core.db import SessionDep, TransactionRoute
 from app.core.errors import problem_responses
-from app.core.pagination import Page, PageParamsDep
+from app.core.pagination import CursorCodecDep, Page, PageParamsDep
 from app.core.schemas import EMAIL_MAX_LENGTH
 from app.users import service
 from app.users.dependencies import AdministeredUser
@@ -104,7 +104,7 @@ async def change_password(
 async def list_users(
     _admin: AdminUser,
     session: SessionDep,
-    auth: AuthDep,
+    cursors: CursorCodecDep,
     page: PageParamsDep,
     email: Annotated[
         str | None,
@@ -118,7 +118,7 @@ async def list_users(
 ) -> Page[UserPublic]:
     """Every account, in sign-up order, optionally filtered."""
     return await service.list_users(
-        session, page=page, codec=auth.cursors, email=email, is_active=is_active
+        session, page=page, codec=cursors, email=email, is_active=is_active
     )
 
 

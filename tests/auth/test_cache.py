@@ -26,7 +26,6 @@ from app.core.db import Database
 from app.core.listener import asyncpg_dsn
 from app.core.mail import MemoryMailer
 from app.core.models import utcnow
-from app.core.pagination import CursorCodec
 from app.core.rate_limit import RateLimiter
 from app.core.security import PasswordHasher, TokenCodec
 from app.users.models import User
@@ -194,7 +193,6 @@ def _auth(settings: Settings, cache: PrincipalCache, database: Database) -> Auth
         tokens=TokenCodec(settings),
         limiter=RateLimiter(settings, database.engine),
         mailer=MemoryMailer(),
-        cursors=CursorCodec("x"),
         principals=cache,
     )
 

@@ -48,7 +48,6 @@ async def auth(settings: Settings) -> AsyncIterator[AuthComponents]:
         tokens=TokenCodec(settings),
         limiter=RateLimiter(settings, database.engine),
         mailer=MemoryMailer(),
-        cursors=CursorCodec(settings.SECRET_KEY.get_secret_value()),
         principals=PrincipalCache(seconds=0, max_users=1),
     )
     await database.dispose()
@@ -186,20 +185,21 @@ async def test_list_sessions_shows_open_sessions_only(
     second, _ = await _principal(db_session, auth, user.email)
     third, _ = await _principal(db_session, auth, user.email)
     await service.revoke_session(db_session, user_id=user.id, session_id=second.session_id)
+    codec = CursorCodec(auth.settings.SECRET_KEY.get_secret_value())
     page = await service.list_sessions(
         db_session,
-        auth,
         principal=first,
         page=PageParams(limit=1, cursor=None, include_total=True),
+        codec=codec,
     )
     assert page.total == 2
     assert [item.id for item in page.items] == [third.session_id]
     assert page.next_cursor is not None
     rest = await service.list_sessions(
         db_session,
-        auth,
         principal=first,
         page=PageParams(limit=5, cursor=page.next_cursor, include_total=False),
+        codec=codec,
     )
     assert [(item.id, item.current) for item in rest.items] == [(first.session_id, True)]
 
@@ -322,7 +322,6 @@ async def test_throttled_sign_in_raises_429_with_retry_after(
         tokens=TokenCodec(strict),
         limiter=RateLimiter(strict, database.engine),
         mailer=MemoryMailer(),
-        cursors=CursorCodec("x"),
         principals=PrincipalCache(seconds=0, max_users=1),
     )
     try:
