@@ -1,8 +1,7 @@
 """Password hashing (argon2id, legacy bcrypt, off the event loop) and the token codec."""
 
-import gc
 import sys
-import time
+import threading
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -28,6 +27,9 @@ from tests.auth.helpers import assert_problem, in_session
 from tests.factories import API, new_user, register, sign_in
 
 DEFAULTS = Settings(SECRET_KEY="x" * 40)
+# Waiting for a concurrent event: on the event itself, never on the clock; 30 s is only a
+# guard against a hang.
+HANG_GUARD_SECONDS = 30
 
 
 def test_default_settings_hash_with_argon2id_and_owasp_parameters() -> None:
@@ -143,70 +145,84 @@ def test_the_bcrypt_backend_is_one_passlib_works_with() -> None:
 
 
 @pytest.mark.anyio
-async def test_hashing_runs_off_the_event_loop() -> None:
-    """While four hashes run, the loop keeps ticking every few milliseconds.
+async def test_hashing_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four hashes at once: two run on worker threads while the loop serves other tasks, and
+    two wait their turn (PASSWORD_HASH_CONCURRENCY=2).
 
-    If hashing ran on the loop, the ticker would stall for a whole hash (~0.2 s), and
-    the capacity limiter would never have lent a worker thread.
+    Each hash is held (a threading.Event) until the test has seen that; a hash called on the
+    loop's own thread fails at once instead, since holding it there would hold the loop.
     """
-    # Costlier than the default, so that one hash dwarfs scheduling noise on a busy machine;
-    # calibrated, because machines differ by 2x and more in how long a hash takes.
-    time_cost = 2
-    while True:
-        settings = Settings(
-            ARGON2_MEMORY_KIB=65536, ARGON2_TIME_COST=time_cost, PASSWORD_HASH_CONCURRENCY=2
-        )
-        hasher = PasswordHasher(settings)
-        started = time.perf_counter()
-        hasher.hash_sync("calibration")
-        one_hash = time.perf_counter() - started
-        if one_hash > 0.1 or time_cost >= 32:
-            break
-        time_cost *= 2
-    assert one_hash > 0.1, "one hash should cost real time"
+    concurrency = 2
+    hasher = PasswordHasher(
+        Settings(ARGON2_MEMORY_KIB=1024, ARGON2_TIME_COST=1, PASSWORD_HASH_CONCURRENCY=concurrency)
+    )
+    loop_thread = threading.get_ident()
+    real_hash = hasher.context.hash
+    counting = threading.Lock()
+    threads: list[int] = []
+    running = peak = 0
+    let_go = threading.Event()
 
-    gaps: list[float] = []
-    borrowed: list[float] = []
-    done = anyio.Event()
+    def held_hash(secret: str) -> str:
+        nonlocal running, peak
+        if threading.get_ident() == loop_thread:
+            raise AssertionError("a hash ran on the event loop's thread")
+        with counting:
+            threads.append(threading.get_ident())
+            running += 1
+            peak = max(peak, running)
+        try:
+            if not let_go.wait(timeout=HANG_GUARD_SECONDS):
+                raise AssertionError("the test never let the hash go")
+            return str(real_hash(secret))
+        finally:
+            with counting:
+                running -= 1
 
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not done.is_set():
-            await anyio.sleep(0.002)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            borrowed.append(hasher.limiter.borrowed_tokens)
-            last = now
+    monkeypatch.setattr(hasher.context, "hash", held_hash)
+    results: list[str] = []
+    loop_ran = anyio.Event()
 
-    async def hash_four() -> list[str]:
-        results: list[str] = []
+    async def one(index: int) -> None:
+        results.append(await hasher.hash(f"password-{index}"))
 
-        async def one(index: int) -> None:
-            results.append(await hasher.hash(f"password-{index}"))
+    async def other_work() -> None:
+        loop_ran.set()
 
-        async with anyio.create_task_group() as group:
-            for index in range(4):
-                group.start_soon(one, index)
-        done.set()
-        return results
+    def settled() -> bool:
+        waiting = hasher.limiter.statistics().tasks_waiting
+        if peak > concurrency or hasher.limiter.borrowed_tokens > concurrency:
+            return True  # over the cap: the asserts below say so
+        if waiting > 4 - concurrency:
+            return True  # under it: likewise
+        return running == concurrency and waiting == 4 - concurrency
 
-    # A full collection of a long test run's garbage can pause the loop too; not our subject.
-    gc.collect()
-    gc.disable()
     try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(ticker)
-            results = await hash_four()
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            async with anyio.create_task_group() as group:
+                for index in range(4):
+                    group.start_soon(one, index)
+                while not settled():  # the hashing threads start, the others queue
+                    await anyio.lowlevel.checkpoint()
+                # Two hashes are held in their threads: the loop still runs another task.
+                group.start_soon(other_work)
+                await loop_ran.wait()
+                assert running == peak == concurrency  # worker threads, no more than the cap
+                assert hasher.limiter.borrowed_tokens == concurrency
+                assert hasher.limiter.statistics().tasks_waiting == 4 - concurrency  # in turn
+                let_go.set()
     finally:
-        gc.enable()
+        let_go.set()
+        hasher.close()
     assert len(results) == 4
-    assert max(borrowed) == 2  # worker threads, capped at PASSWORD_HASH_CONCURRENCY
-    assert max(gaps) < one_hash / 2, (max(gaps), one_hash)
+    assert all(hashed.startswith("$argon2id$") for hashed in results)
+    assert peak == concurrency  # the last two ran only as places came free
+    assert loop_thread not in threads
+    assert len(set(threads)) == concurrency  # the hasher's own threads, as many as the cap
 
 
 @pytest.mark.anyio
 async def test_verify_runs_in_a_worker_thread(settings: Settings) -> None:
-    import threading
 
     hasher = PasswordHasher(settings)
     hashed = await hasher.hash("pw-pw-pw-pw")
@@ -228,7 +244,6 @@ async def test_verify_runs_in_a_worker_thread(settings: Settings) -> None:
 async def test_hashes_run_on_their_own_threads_at_a_lower_priority(settings: Settings) -> None:
     """A hash must yield the CPU to the event loop that serves every other request."""
     import os
-    import threading
 
     hasher = PasswordHasher(settings)
     try:

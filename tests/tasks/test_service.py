@@ -3,8 +3,12 @@
 import asyncio
 import random
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import anyio
 import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
@@ -447,6 +451,60 @@ async def test_a_field_patch_of_a_foreign_trashed_or_missing_task_is_not_found(
     assert (read.title, read.version) == ("mine", 1)
 
 
+# Waiting for a concurrent event: on the event itself, never on the clock; 30 s is only a
+# guard against a hang.
+HANG_GUARD_SECONDS = 30
+
+
+@asynccontextmanager
+async def _lock_waits(
+    session: AsyncSession,
+) -> AsyncIterator[Callable[[asyncio.Task[Any]], Awaitable[None]]]:
+    """Connect `session`; yield what waits until `task`, running a statement of `session`,
+    either is done or waits for a lock another transaction holds (guarded against a hang
+    only, no clock).
+
+    PostgreSQL: its backend has a lock request not granted (pg_locks, one query a turn from a
+    connection of its own). SQLite locks the whole file and shows nobody that a connection
+    waits in its busy handler: its UPDATE has begun (the connection's trace callback, removed
+    on the way out), the lock it needs being held; if SQLite did not wait, that UPDATE would
+    fail ("database is locked") instead of ending once the lock is given up.
+    """
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if connection.dialect.name == "postgresql":
+        pid = driver.get_server_pid()
+        waiting = text("SELECT EXISTS (SELECT FROM pg_locks WHERE pid = :pid AND NOT granted)")
+
+        async def until_postgresql_waits(task: asyncio.Task[Any]) -> None:
+            async with connection.engine.connect() as watcher:
+                await watcher.execution_options(isolation_level="AUTOCOMMIT")
+                with anyio.fail_after(HANG_GUARD_SECONDS):
+                    while not task.done():
+                        if (await watcher.execute(waiting, {"pid": pid})).scalar():
+                            return
+
+        yield until_postgresql_waits
+        return
+    began = anyio.Event()
+    loop = asyncio.get_running_loop()
+
+    def trace(statement: str) -> None:  # on the connection's own thread
+        if statement.lstrip().upper().startswith("UPDATE"):
+            loop.call_soon_threadsafe(began.set)
+
+    async def until_sqlite_updates(task: asyncio.Task[Any]) -> None:
+        task.add_done_callback(lambda _: began.set())
+        with anyio.fail_after(HANG_GUARD_SECONDS):
+            await began.wait()
+
+    await driver.set_trace_callback(trace)
+    try:
+        yield until_sqlite_updates
+    finally:
+        await driver.set_trace_callback(None)  # runs once the connection's statement is over
+
+
 @pytest.mark.anyio
 async def test_two_field_patches_at_one_version_one_wins_the_other_is_412(
     db_session: AsyncSession,
@@ -460,14 +518,15 @@ async def test_two_field_patches_at_one_version_one_wins_the_other_is_412(
         # The first writer's transaction is open, its row lock held, when the second arrives.
         await first.exec(text("SELECT 1"))
         await service.patch_task(first, changes={"title": "first"}, **params)  # type: ignore[arg-type]
-        racing = asyncio.create_task(
-            service.patch_task(second, changes={"title": "second"}, **params)  # type: ignore[arg-type]
-        )
-        await asyncio.sleep(0.2)
-        assert not racing.done()  # waiting for the lock, not reading the old row
-        await first.commit()
-        with pytest.raises(VersionMismatch) as raised:
-            await racing
+        async with _lock_waits(second) as until_waiting:
+            racing = asyncio.create_task(
+                service.patch_task(second, changes={"title": "second"}, **params)  # type: ignore[arg-type]
+            )
+            await until_waiting(racing)
+            assert not racing.done()  # waiting for the lock, not reading the old row
+            await first.commit()
+            with pytest.raises(VersionMismatch) as raised:
+                await racing
         assert raised.value.extra["current_version"] == 2
     read = await service.read_task(db_session, owner_id=owner, task_id=task_id)
     assert (read.title, read.version) == ("first", 2)
