@@ -392,7 +392,7 @@ async def list_sessions(
         col(AuthSession.revoked_at).is_(None),
         col(AuthSession.expires_at) > utcnow(),
     )
-    rows, next_cursor, total = await paginate(
+    return await paginate(
         session,
         statement,
         keys=SESSION_KEYS,
@@ -400,14 +400,10 @@ async def list_sessions(
         codec=codec,
         scope="sessions",
         key_of=lambda row: [row.created_at, row.id],
-    )
-    items = [
-        SessionPublic.model_validate(
+        to_item=lambda row: SessionPublic.model_validate(
             {**row.model_dump(), "current": row.id == principal.session_id}
-        )
-        for row in rows
-    ]
-    return Page[SessionPublic](items=items, next_cursor=next_cursor, total=total)
+        ),
+    )
 
 
 async def confirm_password(

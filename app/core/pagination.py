@@ -8,7 +8,7 @@ predicate on an index, never an OFFSET, so page 1,000 costs what page 1 does.
 
 import base64
 import uuid
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -17,7 +17,7 @@ from cachetools import LRUCache
 from fastapi import Depends, Query, Request
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, false, func, or_, tuple_
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, false, func, or_, tuple_
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -31,6 +31,8 @@ MAX_PAGE_SIZE = 200
 CURSOR_MAX_LENGTH = 1024
 
 T = TypeVar("T")
+Q = TypeVar("Q")
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 class Page(BaseModel, Generic[T]):
@@ -49,15 +51,16 @@ class Page(BaseModel, Generic[T]):
 class RowPage(Generic[T]):
     """A page read as rows (mappings of column name to value), for the hottest lists.
 
-    `json()` writes the document `Page[Model]` would, straight from the rows (see
-    app/core/rows.py); `items` validates the rows into models, for everything else.
+    `json()` writes the document `Page[Model]` would, straight from the rows, with
+    `serializer` (see app/core/rows.py); `items` validates the rows into models, for
+    everything else.
     """
 
     rows: Sequence[Mapping[str, Any]]
     next_cursor: str | None
     total: int | None
     to_item: Callable[[Mapping[str, Any]], T]
-    shape: RowJSON
+    serializer: RowJSON
 
     @property
     def items(self) -> list[T]:
@@ -65,10 +68,10 @@ class RowPage(Generic[T]):
 
     def json(self) -> bytes:
         """The page as JSON, `Page[Model]`'s document."""
-        item = self.shape.item
+        item = self.serializer.item
         items = [item(row) for row in self.rows]
         page = {"items": items, "next_cursor": self.next_cursor, "total": self.total}
-        return self.shape.dumps(page)
+        return self.serializer.dumps(page)
 
 
 class InvalidCursor(UnprocessableEntity):
@@ -234,108 +237,162 @@ def _row_after(
 ) -> ColumnElement[bool]:
     # A one-element "row" is just the column; SQLite has no 1-tuple row values.
     row = columns[0] if len(columns) == 1 else tuple_(*columns)
-    # `paginate` passes typed bound parameters: a row of them, not a tuple literal.
+    # The cursor's values are typed bound parameters (`_cursor_placeholders`): a row of them.
     bound = tuple_(*values) if len(columns) > 1 else values[0]
     predicate: ColumnElement[bool] = row < bound if descending else row > bound
     return predicate
 
 
-# Page statements already built, by list and shape. Building a statement and computing its
-# SQLAlchemy cache key cost more CPU than running it; a list whose SQL depends only on a few
-# choices (its sort, which filters are present, where the cursor points) builds each shape
-# once and binds the values as parameters.
-_BUILT: LRUCache[Hashable, list[HotQuery]] = LRUCache(maxsize=1024)
+# Prebuilt page statements, by (scope, statement key, which cursor values are NULL). Building a
+# statement and computing its SQLAlchemy cache key cost more CPU than running it; a list whose
+# SQL depends only on a few choices (its sort, which filters are present, where the cursor
+# points) builds each statement once and binds the values as parameters.
+_PREBUILT: LRUCache[Hashable, list[HotQuery]] = LRUCache(maxsize=1024)
 _PAGE_LIMIT = bindparam("page_limit", type_=Integer)
 
 
-def _cursor_marks(keys: Sequence[SortKey], values: Sequence[Any]) -> list[Any]:
-    # NULL cursor values stay literal (they change the predicate's shape); the others become
-    # typed bound parameters.
+def _cursor_placeholders(keys: Sequence[SortKey], values: Sequence[Any]) -> list[Any]:
+    # NULL cursor values stay literal (they change the predicate itself); the others become
+    # typed bound parameters, `:cursor_<i>`, whose values `_cursor_params` gives.
     return [
         None if value is None else bindparam(f"cursor_{i}", type_=key.column.type)
         for i, (key, value) in enumerate(zip(keys, values, strict=True))
     ]
 
 
-def _segments(statement: Any, keys: Sequence[SortKey], marks: Sequence[Any] | None) -> list[Any]:
+def _cursor_params(values: Sequence[Any] | None) -> dict[str, Any]:
+    return {f"cursor_{i}": v for i, v in enumerate(values or ()) if v is not None}
+
+
+def _page_statements(
+    statement: S, keys: Sequence[SortKey], placeholders: Sequence[Any] | None
+) -> list[S]:
     """The statements reading one page, in order, each limited by `:page_limit`.
 
-    A leading nullable key reads two segments: the rows with a value, then the NULLs. Each is
-    a plain range of an index on (..., col, tie-breakers), in either direction; one ORDER BY
-    `col IS NULL, col` would instead sort every matching row on each page.
+    A leading nullable key reads two statements: the rows with a value, then the NULLs. Each
+    is a plain range of an index on (..., col, tie-breakers), in either direction; one ORDER
+    BY `col IS NULL, col` would instead sort every matching row on each page.
     """
     if not (keys and keys[0].nullable):
-        paged = statement if marks is None else statement.where(after(keys, marks))
+        paged = statement if placeholders is None else statement.where(after(keys, placeholders))
         return [paged.order_by(*order_by(keys)).limit(_PAGE_LIMIT)]
     first, rest = keys[0], list(keys[1:])
-    valued = [SortKey(first.column, first.descending), *rest]
-    segments = []
-    if marks is None or marks[0] is not None:
-        segment = statement.where(first.column.is_not(None))
-        if marks is not None:
-            segment = segment.where(after(valued, marks))
-        segments.append(segment.order_by(*order_by(valued)).limit(_PAGE_LIMIT))
-    segment = statement.where(first.column.is_(None))
-    if marks is not None and marks[0] is None:
-        segment = segment.where(after(rest, marks[1:]))
-    segments.append(segment.order_by(*order_by(rest)).limit(_PAGE_LIMIT))
-    return segments
+    valued_keys = [SortKey(first.column, first.descending), *rest]
+    statements = []
+    if placeholders is None or placeholders[0] is not None:
+        valued = statement.where(first.column.is_not(None))
+        if placeholders is not None:
+            valued = valued.where(after(valued_keys, placeholders))
+        statements.append(valued.order_by(*order_by(valued_keys)).limit(_PAGE_LIMIT))
+    nulls = statement.where(first.column.is_(None))
+    if placeholders is not None and placeholders[0] is None:
+        nulls = nulls.where(after(rest, placeholders[1:]))
+    statements.append(nulls.order_by(*order_by(rest)).limit(_PAGE_LIMIT))
+    return statements
+
+
+async def _read_rows(
+    statements: Sequence[Q],
+    run: Callable[[Q, Mapping[str, Any]], Awaitable[Sequence[Any]]],
+    params: dict[str, Any],
+    limit: int,
+) -> list[Any]:
+    # One row beyond the page says there is a next one.
+    rows: list[Any] = []
+    for statement in statements:
+        params["page_limit"] = limit + 1 - len(rows)
+        rows.extend(await run(statement, params))
+        if len(rows) > limit:
+            break
+    return rows
+
+
+def _cut_page(
+    rows: list[Any],
+    page: PageParams,
+    codec: CursorCodec,
+    scope: str,
+    key_of: Callable[[Any], Sequence[Any]],
+) -> tuple[list[Any], str | None]:
+    # The page's rows, and the cursor after its last one when more rows follow.
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[: page.limit]
+    return rows, codec.encode(scope, key_of(rows[-1]))
+
+
+async def _count(
+    session: AsyncSession, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+) -> int:
+    counted = select(func.count()).select_from(statement.order_by(None).subquery())
+    return int((await session.exec(counted, params=dict(params))).one())
 
 
 async def paginate(
     session: AsyncSession,
-    statement: Any,
+    statement: Select[*tuple[Any, ...]],
     *,
     keys: Sequence[SortKey],
     page: PageParams,
     codec: CursorCodec,
     scope: str,
     key_of: Callable[[Any], Sequence[Any]],
-    params: Mapping[str, Any] | None = None,
-    shape: Hashable | None = None,
-) -> tuple[list[Any], str | None, int | None]:
-    """Run `statement` (already filtered) for one page: (rows, next cursor, total or None).
+    to_item: Callable[[Any], T],
+) -> Page[T]:
+    """One page of `statement` (already filtered), each row made an item by `to_item`.
 
-    `key_of(row)` gives the row's values for `keys`; `scope` names the list and its order, so a
-    cursor from one list or sort cannot be replayed against another.
-
-    With `shape`, `statement` is a function building the filtered statement, with bound
-    parameters whose values are `params`, and `(scope, shape)` must determine the SQL: the
-    page statements are then built once per shape and reused, run as `HotQuery`s, and the
-    rows are mappings of column name to value.
+    The rows are what the session gives for the statement: instances for `select(Model)`, rows
+    of columns otherwise. `key_of(row)` gives the row's values for `keys`; `scope` names the
+    list and its order, so a cursor from one list or sort cannot be replayed against another.
     """
     values = codec.decode(page.cursor, scope, len(keys)) if page.cursor else None
-    bound = dict(params or {})
-    if values is not None:
-        bound.update({f"cursor_{i}": v for i, v in enumerate(values) if v is not None})
-    cursor_shape = None if values is None else tuple(v is None for v in values)
-    wanted = page.limit + 1
-    rows: list[Any] = []
-    if shape is not None:
-        queries = _BUILT.get((scope, shape, cursor_shape))
-        if queries is None:
-            marks = None if values is None else _cursor_marks(keys, values)
-            queries = [HotQuery(segment) for segment in _segments(statement(), keys, marks)]
-            _BUILT[(scope, shape, cursor_shape)] = queries
-        for query in queries:
-            bound["page_limit"] = wanted - len(rows)
-            rows.extend(await query.fetch(session, bound))
-            if len(rows) >= wanted:
-                break
-    else:
-        marks = None if values is None else _cursor_marks(keys, values)
-        for segment in _segments(statement, keys, marks):
-            bound["page_limit"] = wanted - len(rows)
-            rows.extend((await session.exec(segment, params=bound)).all())
-            if len(rows) >= wanted:
-                break
-    next_cursor = None
-    if len(rows) > page.limit:
-        rows = rows[: page.limit]
-        next_cursor = codec.encode(scope, key_of(rows[-1]))
-    total = None
-    if page.include_total:
-        base = statement() if shape is not None else statement
-        counted = select(func.count()).select_from(base.order_by(None).subquery())
-        total = int((await session.exec(counted, params=dict(params or {}))).one())
-    return rows, next_cursor, total
+    placeholders = None if values is None else _cursor_placeholders(keys, values)
+
+    async def run(query: Any, params: Mapping[str, Any]) -> Sequence[Any]:
+        rows: Sequence[Any] = (await session.exec(query, params=params)).all()
+        return rows
+
+    statements = _page_statements(statement, keys, placeholders)
+    rows = await _read_rows(statements, run, _cursor_params(values), page.limit)
+    rows, next_cursor = _cut_page(rows, page, codec, scope, key_of)
+    total = await _count(session, statement, {}) if page.include_total else None
+    return Page[T](items=[to_item(row) for row in rows], next_cursor=next_cursor, total=total)
+
+
+async def paginate_prebuilt(
+    session: AsyncSession,
+    build: Callable[[], Select[*tuple[Any, ...]]],
+    *,
+    statement_key: Hashable,
+    params: Mapping[str, Any],
+    keys: Sequence[SortKey],
+    page: PageParams,
+    codec: CursorCodec,
+    scope: str,
+    key_of: Callable[[Mapping[str, Any]], Sequence[Any]],
+    to_item: Callable[[Mapping[str, Any]], T],
+    serializer: RowJSON,
+) -> RowPage[T]:
+    """One page of the statement `build()` returns, for the hottest lists.
+
+    `build()` gives the filtered statement, with bound parameters whose values are `params`;
+    `(scope, statement_key)` must determine its SQL. The page statements are then built once
+    and reused, run as `HotQuery`s, and the rows are mappings of column name to value.
+    """
+    values = codec.decode(page.cursor, scope, len(keys)) if page.cursor else None
+    null_values = None if values is None else tuple(v is None for v in values)
+    queries = _PREBUILT.get((scope, statement_key, null_values))
+    if queries is None:
+        placeholders = None if values is None else _cursor_placeholders(keys, values)
+        statements = _page_statements(build(), keys, placeholders)
+        queries = [HotQuery(statement) for statement in statements]
+        _PREBUILT[(scope, statement_key, null_values)] = queries
+
+    async def run(query: HotQuery, bound: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+        return await query.fetch(session, bound)
+
+    bound = {**params, **_cursor_params(values)}
+    rows = await _read_rows(queries, run, bound, page.limit)
+    rows, next_cursor = _cut_page(rows, page, codec, scope, key_of)
+    total = await _count(session, build(), params) if page.include_total else None
+    return RowPage(rows, next_cursor, total, to_item, serializer)

@@ -57,7 +57,7 @@ async def list_labels(
     session: AsyncSession, *, owner_id: uuid.UUID, page: PageParams, codec: CursorCodec
 ) -> Page[LabelPublic]:
     """The caller's labels in name order (ignoring case)."""
-    rows, next_cursor, total = await paginate(
+    return await paginate(
         session,
         select(Label).where(Label.owner_id == owner_id),
         keys=LABEL_KEYS,
@@ -65,11 +65,7 @@ async def list_labels(
         codec=codec,
         scope="labels",
         key_of=lambda label: [label.name_key, label.id],
-    )
-    return Page[LabelPublic](
-        items=[LabelPublic.model_validate(row, from_attributes=True) for row in rows],
-        next_cursor=next_cursor,
-        total=total,
+        to_item=lambda label: LabelPublic.model_validate(label, from_attributes=True),
     )
 
 

@@ -97,7 +97,7 @@ async def list_projects(
     )
     if is_archived is not None:
         statement = statement.where(col(Project.is_archived).is_(is_archived))
-    rows, next_cursor, total = await paginate(
+    return await paginate(
         session,
         statement,
         keys=PROJECT_KEYS,
@@ -105,11 +105,7 @@ async def list_projects(
         codec=codec,
         scope="projects",
         key_of=lambda project: [project.created_at, project.id],
-    )
-    return Page[ProjectPublic](
-        items=[ProjectPublic.model_validate(row, from_attributes=True) for row in rows],
-        next_cursor=next_cursor,
-        total=total,
+        to_item=lambda project: ProjectPublic.model_validate(project, from_attributes=True),
     )
 
 

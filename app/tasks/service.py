@@ -43,7 +43,7 @@ from app.core.http import (
     touch,
 )
 from app.core.models import detached_instance, new_id, table_of, utcnow
-from app.core.pagination import CursorCodec, PageParams, RowPage, SortKey, paginate
+from app.core.pagination import CursorCodec, PageParams, RowPage, SortKey, paginate_prebuilt
 from app.core.rows import RowJSON
 from app.labels import service as label_service
 from app.labels.models import Label
@@ -607,7 +607,7 @@ async def restore_task(session: AsyncSession, task: Task, *, now: datetime | Non
 #
 # The list is the hottest path of the API: its statements use the plain table columns (rows,
 # not ORM instances, come back) and are built once per shape (sort, filters present, cursor),
-# with every value bound as a parameter (see `paginate`).
+# with every value bound as a parameter (see `paginate_prebuilt`).
 
 
 def sort_keys(sort: str) -> tuple[list[SortKey], Callable[[Any], list[Any]]]:
@@ -842,18 +842,19 @@ async def list_tasks(
             *(term.clause() for term in terms),
         )
 
-    rows, next_cursor, total = await paginate(
+    return await paginate_prebuilt(
         session,
         statement,
+        statement_key=tuple(term.shape for term in terms),
+        params=params,
         keys=keys,
         page=page,
         codec=codec,
         scope=f"tasks:{sort}",
         key_of=key_of,
-        params=params,
-        shape=tuple(term.shape for term in terms),
+        to_item=_public_from_row,
+        serializer=TASK_JSON,
     )
-    return RowPage(rows, next_cursor, total, _public_from_row, TASK_JSON)
 
 
 def _owned_live(task_id: str, owner_id: str) -> list[ColumnElement[bool]]:

@@ -2,13 +2,12 @@
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Select, delete, literal, null, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.projects.models import Project
@@ -49,29 +48,22 @@ async def list_trash(
     ).where(col(Project.owner_id) == owner_id, col(Project.deleted_at).is_not(None))
     trash = union_all(tasks, projects).subquery("trash")
     keys = [SortKey(trash.c.deleted_at, descending=True), SortKey(trash.c.id, descending=True)]
-    rows, next_cursor, total = await paginate(
+    return await paginate(
         session,
-        cast(SelectOfScalar[Any], sa_select(trash)),
+        sa_select(trash),
         keys=keys,
         page=page,
         codec=codec,
         scope="trash",
         key_of=lambda row: [row.deleted_at, row.id],
-    )
-    return Page[TrashItem](
-        items=[
-            TrashItem(
-                kind=row.kind,
-                id=row.id,
-                name=row.name,
-                project_id=row.project_id,
-                deleted_at=row.deleted_at,
-                purge_after=row.deleted_at + retention,
-            )
-            for row in rows
-        ],
-        next_cursor=next_cursor,
-        total=total,
+        to_item=lambda row: TrashItem(
+            kind=row.kind,
+            id=row.id,
+            name=row.name,
+            project_id=row.project_id,
+            deleted_at=row.deleted_at,
+            purge_after=row.deleted_at + retention,
+        ),
     )
 
 

@@ -136,7 +136,7 @@ async def list_users(
         statement = statement.where(col(User.email).like(pattern, escape=LIKE_ESCAPE))
     if is_active is not None:
         statement = statement.where(col(User.is_active).is_(is_active))
-    rows, next_cursor, total = await paginate(
+    return await paginate(
         session,
         statement,
         keys=USER_KEYS,
@@ -144,9 +144,5 @@ async def list_users(
         codec=codec,
         scope="users",
         key_of=lambda user: [user.created_at, user.id],
-    )
-    return Page[UserPublic](
-        items=[UserPublic.model_validate(row, from_attributes=True) for row in rows],
-        next_cursor=next_cursor,
-        total=total,
+        to_item=lambda user: UserPublic.model_validate(user, from_attributes=True),
     )
