@@ -2,7 +2,7 @@
 
 import uuid
 
-from fastapi import APIRouter, BackgroundTasks, Response, status
+from fastapi import BackgroundTasks, Response, status
 
 from app.auth import service
 from app.auth.dependencies import ActivePrincipal, AuthDep, ClientDep, PasswordFormDep
@@ -14,12 +14,13 @@ from app.auth.schemas import (
     SessionPublic,
     TokenPair,
 )
-from app.core.db import SessionDep, TransactionRoute
+from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import CursorCodecDep, Page, PageParamsDep
+from app.core.routing import AppRouter
 from app.users.schemas import UserPublic, UserRegister
 
-router = APIRouter(prefix="/auth", tags=["auth"], route_class=TransactionRoute)
+router = AppRouter(prefix="/auth", tags=["auth"])
 
 # Tokens must never sit in a shared cache.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -6,17 +6,12 @@ that format is written or parsed.
 """
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from fastapi import Header, Request, Response
 from pydantic import BaseModel
-from sqlalchemy.orm.exc import StaleDataError
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.errors import NotFound, PreconditionFailed
-from app.core.models import utcnow
+from app.core.errors import PreconditionFailed
 
 IfMatchHeader = Annotated[
     str | None,
@@ -115,38 +110,6 @@ def if_none_match_matches(header: str | None, version: int) -> bool:
         return False
     current = etag_for(version)
     return any(tag == "*" or tag.removeprefix("W/") == current for tag in _tags(header))
-
-
-class Versioned(Protocol):
-    """A row with optimistic locking: an id, a version and a last-change instant."""
-
-    id: uuid.UUID
-    version: int
-    updated_at: datetime
-
-
-def touch(row: Versioned, *, now: datetime | None = None) -> None:
-    """Record one change to `row`: the version (and so the ETag) moves on."""
-    row.version += 1
-    row.updated_at = now or utcnow()
-
-
-async def flush_versioned(session: AsyncSession, row: Versioned) -> None:
-    """Flush; if another transaction changed `row` since it was read, 412 with its version.
-
-    The mappers put `WHERE version = <version read>` into every UPDATE, so this catches the
-    race that an If-Match check done before the write cannot see on its own.
-    """
-    model, row_id = type(row), row.id
-    try:
-        await session.flush()
-    except StaleDataError as exc:
-        await session.rollback()
-        result = await session.exec(select(model.version).where(model.id == row_id))
-        current = result.first()
-        if current is None:
-            raise NotFound() from exc
-        raise VersionMismatch(int(current)) from exc
 
 
 def json_response(

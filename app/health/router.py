@@ -2,16 +2,16 @@
 
 import logging
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from app.core.db import DatabaseDep, TransactionRoute
+from app.core.db import DatabaseDep
 from app.core.errors import problem_response, problem_responses
+from app.core.routing import AppRouter
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/health", tags=["health"], route_class=TransactionRoute)
+router = AppRouter(prefix="/health", tags=["health"])
 
 
 class HealthStatus(BaseModel):

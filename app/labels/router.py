@@ -1,9 +1,9 @@
 """Labels: the caller's tags for tasks, unique by name (ignoring case)."""
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 
 from app.auth.dependencies import ActiveUser
-from app.core.db import SessionDep, TransactionRoute
+from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http import (
     IfMatchHeader,
@@ -13,12 +13,13 @@ from app.core.http import (
     location_of,
 )
 from app.core.pagination import CursorCodecDep, Page, PageParamsDep
+from app.core.routing import AppRouter
 from app.labels import service
 from app.labels.dependencies import LabelForUpdate, OwnedLabel
 from app.labels.models import Label
 from app.labels.schemas import LabelCreate, LabelPublic, LabelUpdate
 
-router = APIRouter(prefix="/labels", tags=["labels"], route_class=TransactionRoute)
+router = AppRouter(prefix="/labels", tags=["labels"])
 
 
 def _public(label: Label, response: Response) -> LabelPublic:

@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.http import check_if_match, flush_versioned, touch
+from app.core.http import check_if_match
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.core.versioning import flush_versioned, touch
 from app.labels.exceptions import LabelNameTaken, LabelNotFound
 from app.labels.models import Label, name_key
 from app.labels.schemas import LabelPublic

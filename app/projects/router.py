@@ -2,10 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 
 from app.auth.dependencies import ActiveUser
-from app.core.db import SessionDep, TransactionRoute
+from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http import (
     IfMatchHeader,
@@ -15,12 +15,13 @@ from app.core.http import (
     location_of,
 )
 from app.core.pagination import CursorCodecDep, Page, PageParamsDep
+from app.core.routing import AppRouter
 from app.projects import service
 from app.projects.dependencies import OwnedProject, ProjectForUpdate, ProjectInTrashOrNot
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreate, ProjectPublic, ProjectUpdate
 
-router = APIRouter(prefix="/projects", tags=["projects"], route_class=TransactionRoute)
+router = AppRouter(prefix="/projects", tags=["projects"])
 
 
 def _public(project: Project, response: Response) -> ProjectPublic:

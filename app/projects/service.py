@@ -10,9 +10,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.db import HotQuery
-from app.core.http import check_if_match, flush_versioned, touch
+from app.core.http import check_if_match
 from app.core.models import table_of, utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.core.versioning import flush_versioned, touch
 from app.projects.exceptions import (
     InboxUnarchivable,
     InboxUndeletable,

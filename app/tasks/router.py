@@ -3,12 +3,12 @@
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.dependencies import ActiveUser
-from app.core.db import SessionDep, TransactionRoute
+from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http import (
     IfMatchHeader,
@@ -20,6 +20,7 @@ from app.core.http import (
 )
 from app.core.pagination import CursorCodec, CursorCodecDep, Page
 from app.core.query import query_parameters
+from app.core.routing import AppRouter
 from app.projects.dependencies import OwnedProject
 from app.tasks import service
 from app.tasks.dependencies import (
@@ -42,7 +43,7 @@ from app.tasks.schemas import (
 )
 from app.users.models import User
 
-router = APIRouter(tags=["tasks"], route_class=TransactionRoute)
+router = AppRouter(tags=["tasks"])
 
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}
 

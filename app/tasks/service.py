@@ -35,16 +35,11 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from app.core.db import LIKE_ESCAPE, HotQuery, contains_pattern
 from app.core.errors import AppError
-from app.core.http import (
-    VersionMismatch,
-    check_if_match,
-    flush_versioned,
-    if_match_version,
-    touch,
-)
+from app.core.http import VersionMismatch, check_if_match, if_match_version
 from app.core.models import detached_instance, new_id, table_of, utcnow
 from app.core.pagination import CursorCodec, PageParams, RowPage, SortKey, paginate_prebuilt
 from app.core.rows import RowJSON
+from app.core.versioning import flush_versioned, touch
 from app.labels import service as label_service
 from app.labels.models import Label
 from app.projects import service as project_service

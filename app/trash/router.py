@@ -2,17 +2,16 @@
 
 from datetime import timedelta
 
-from fastapi import APIRouter
-
 from app.auth.dependencies import ActiveUser
 from app.core.config import SettingsDep
-from app.core.db import SessionDep, TransactionRoute
+from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import CursorCodecDep, Page, PageParamsDep
+from app.core.routing import AppRouter
 from app.trash import service
 from app.trash.schemas import TrashItem
 
-router = APIRouter(prefix="/trash", tags=["trash"], route_class=TransactionRoute)
+router = AppRouter(prefix="/trash", tags=["trash"])
 
 
 @router.get(

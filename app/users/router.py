@@ -2,13 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import Query, status
 
 from app.auth import service as auth_service
 from app.auth.dependencies import ActivePrincipal, ActiveUser, AdminUser, AuthDep
-from app.core.db import SessionDep, TransactionRoute
+from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import CursorCodecDep, Page, PageParamsDep
+from app.core.routing import AppRouter
 from app.core.schemas import EMAIL_MAX_LENGTH
 from app.users import service
 from app.users.dependencies import AdministeredUser
@@ -22,7 +23,7 @@ from app.users.schemas import (
     UserUpdateMe,
 )
 
-router = APIRouter(prefix="/users", tags=["users"], route_class=TransactionRoute)
+router = AppRouter(prefix="/users", tags=["users"])
 
 
 _PUBLIC_FIELDS = tuple(UserPublic.model_fields)
