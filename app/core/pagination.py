@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, false, f
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.db import HotQuery
+from app.core.db import DriverQuery
 from app.core.errors import UnprocessableEntity
 from app.core.query import QueryModel
 from app.core.rows import RowJSON
@@ -247,7 +247,7 @@ def _row_after(
 # statement and computing its SQLAlchemy cache key cost more CPU than running it; a list whose
 # SQL depends only on a few choices (its sort, which filters are present, where the cursor
 # points) builds each statement once and binds the values as parameters.
-_PREBUILT: LRUCache[Hashable, list[HotQuery]] = LRUCache(maxsize=1024)
+_PREBUILT: LRUCache[Hashable, list[DriverQuery]] = LRUCache(maxsize=1024)
 _PAGE_LIMIT = bindparam("page_limit", type_=Integer)
 
 
@@ -377,7 +377,7 @@ async def paginate_prebuilt(
 
     `build()` gives the filtered statement, with bound parameters whose values are `params`;
     `(scope, statement_key)` must determine its SQL. The page statements are then built once
-    and reused, run as `HotQuery`s, and the rows are mappings of column name to value.
+    and reused, run as `DriverQuery`s, and the rows are mappings of column name to value.
     """
     values = codec.decode(page.cursor, scope, len(keys)) if page.cursor else None
     null_values = None if values is None else tuple(v is None for v in values)
@@ -385,10 +385,10 @@ async def paginate_prebuilt(
     if queries is None:
         placeholders = None if values is None else _cursor_placeholders(keys, values)
         statements = _page_statements(build(), keys, placeholders)
-        queries = [HotQuery(statement) for statement in statements]
+        queries = [DriverQuery(statement) for statement in statements]
         _PREBUILT[(scope, statement_key, null_values)] = queries
 
-    async def run(query: HotQuery, bound: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+    async def run(query: DriverQuery, bound: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
         return await query.fetch(session, bound)
 
     bound = {**params, **_cursor_params(values)}

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.db import HotQuery
+from app.core.db import DriverQuery
 from app.core.http import check_if_match
 from app.core.models import table_of, utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
@@ -38,7 +38,7 @@ async def create_inbox(session: AsyncSession, *, owner_id: uuid.UUID) -> Project
 
 _PROJECT = table_of(Project).c
 # Creating a task in the Inbox needs only its id: a prebuilt column read, not an ORM instance.
-_INBOX_ID = HotQuery(
+_INBOX_ID = DriverQuery(
     select(_PROJECT.id).where(
         _PROJECT.owner_id == bindparam("owner_id", type_=_PROJECT.owner_id.type), _PROJECT.is_inbox
     )

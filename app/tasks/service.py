@@ -33,12 +33,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.core.db import LIKE_ESCAPE, HotQuery, contains_pattern
+from app.core.db import DriverQuery
 from app.core.errors import AppError
 from app.core.http import VersionMismatch, check_if_match, if_match_version
 from app.core.models import detached_instance, new_id, table_of, utcnow
 from app.core.pagination import CursorCodec, PageParams, RowPage, SortKey, paginate_prebuilt
 from app.core.rows import RowJSON
+from app.core.sql import LIKE_ESCAPE, contains_pattern
 from app.core.versioning import flush_versioned, touch
 from app.labels import service as label_service
 from app.labels.models import Label
@@ -179,7 +180,7 @@ async def _last_position(
 
 # MAX over the (owner, project, position) index: the last entry, not a scan. Built once: every
 # create and every move to another project runs it.
-_LAST_POSITION = HotQuery(
+_LAST_POSITION = DriverQuery(
     select(func.max(_TASK.position).label("last")).where(
         _TASK.owner_id == bindparam("owner_id", type_=_TASK.owner_id.type),
         _TASK.project_id == bindparam("project_id", type_=_TASK.project_id.type),
@@ -339,9 +340,7 @@ async def create_task(
 async def create_task_public(
     session: AsyncSession, *, owner_id: uuid.UUID, **fields: Unpack[NewTask]
 ) -> TaskPublicPlain:
-    """`create_task` for a request whose whole write it is (POST): no ORM instance, and a
-    task without labels is one statement (a HotQuery, see its docstring on writes).
-    """
+    """`create_task` for a request whose whole write it is (POST): no ORM instance."""
     row, labels = await _insert_task(session, owner_id=owner_id, whole_write=True, **fields)
     public = {name: row[name] for name in _PUBLIC_TASK_FIELDS}
     public["labels"] = [
@@ -408,10 +407,6 @@ async def _insert_task(
     }
     # Plain INSERTs instead of the unit of work's flush (a third of a create's CPU); the row's
     # values were validated on the way in (TaskCreate) or computed here.
-    if whole_write and not labels:
-        # One statement, the request's whole write: a HotQuery (see its docstring).
-        await _HOT_INSERT_TASK.run(session, {**row, "status": row["status"].value})
-        return row, labels
     await session.exec(_INSERT_TASK, params=row)
     if labels:
         links = [{"task_id": row["id"], "label_id": label.id} for label in labels]
@@ -423,11 +418,10 @@ async def _insert_task(
 _NEW_TASK_ROW: dict[str, Any] = {**dict.fromkeys(_TASK.keys()), "version": 1}
 _INSERT_TASK = insert(table_of(Task))
 _INSERT_TASK_LABELS = insert(table_of(TaskLabel))
-_HOT_INSERT_TASK = HotQuery(_INSERT_TASK)
 _PROJECT = table_of(Project).c
 _OWNER = bindparam("owner_id", type_=_TASK.owner_id.type)
 # The Inbox's id and its last position (MAX over the (owner, project, position) index).
-_INBOX_END = HotQuery(
+_INBOX_END = DriverQuery(
     select(
         _PROJECT.id,
         select(func.max(_TASK.position))
@@ -871,7 +865,7 @@ TASK_JSON = RowJSON(tuple(TaskPublic.model_fields), json_columns=("labels",))
 _PUBLIC_TASK_FIELDS = tuple(name for name in TASK_JSON.fields if name != "labels")
 # Validates a row's fields into TaskPublicPlain: SQLModel's own __init__ would validate twice.
 _PUBLIC_VALIDATOR = TaskPublicPlain.__pydantic_validator__
-_READ_ONE = HotQuery(
+_READ_ONE = DriverQuery(
     select(*_PUBLIC_COLUMNS).where(
         *_owned_live("task_id", "owner_id"),
     )
@@ -904,19 +898,16 @@ async def read_task_row(
 # The fields a PATCH can change with one UPDATE: neither the tree, the project, the labels nor
 # the order (those need the rows around the task, so they take the ORM path of update_task).
 FIELD_CHANGES = frozenset({*SCALAR_FIELDS, "status"})
-_FIELD_UPDATES: dict[tuple[tuple[str, ...], bool], tuple[HotQuery, Any]] = {}
-_CURRENT_VERSION = HotQuery(
+_FIELD_UPDATES: dict[tuple[tuple[str, ...], bool], Any] = {}
+_CURRENT_VERSION = DriverQuery(
     select(_TASK.version).where(
         *_owned_live("task_id", "owner_id"),
     )
 )
 
 
-def _field_update(fields: tuple[str, ...], *, checks_version: bool) -> tuple[HotQuery, Any]:
-    """`UPDATE task SET <fields> ... RETURNING <TaskPublic's columns>`, built once per shape.
-
-    Two forms: PostgreSQL's returns the task as the API shows it; SQLite's RETURNING cannot
-    read other tables (the labels), so there it returns the id and the row is read after it.
+def _field_update(fields: tuple[str, ...], *, checks_version: bool) -> Any:
+    """`UPDATE task SET <fields> ... RETURNING id`, built once per shape (the row is read after).
 
     The rules of `update_task`, in SQL: the version and `updated_at` move only when a value
     really differs (`IS DISTINCT FROM`, so NULLs compare as values); `completed_at` is set on
@@ -945,10 +936,7 @@ def _field_update(fields: tuple[str, ...], *, checks_version: bool) -> tuple[Hot
     if checks_version:
         conditions.append(_TASK.version == bindparam("expected_version", type_=Integer))
     statement = update(table_of(Task)).where(*conditions).values(values)
-    built = _FIELD_UPDATES[key] = (
-        HotQuery(statement.returning(*_PUBLIC_COLUMNS)),
-        statement.returning(_TASK.id),
-    )
+    built = _FIELD_UPDATES[key] = statement.returning(_TASK.id)
     return built
 
 
@@ -965,8 +953,7 @@ async def patch_task(
 
     Changes of plain fields (FIELD_CHANGES) are one UPDATE statement that also checks the
     owner, the trash and If-Match; anything else loads the task and goes through
-    `update_task`. Both give the same result, the same 404s and the same 412s. For a request
-    whose whole write this is (PATCH): the UPDATE is a HotQuery (see its docstring on writes).
+    `update_task`. Both give the same result, the same 404s and the same 412s.
     """
     try:
         expected = if_match_version(if_match)
@@ -985,10 +972,8 @@ async def patch_task(
     params.update(the_task_id=task_id, the_owner_id=owner_id, now=now or utcnow())
     if expected is not None:
         params["expected_version"] = expected
-    postgres_form, sqlite_form = _field_update(fields, checks_version=expected is not None)
-    if session.get_bind().dialect.name == "postgresql":
-        row = await postgres_form.fetch_one(session, params)
-    elif (await session.exec(sqlite_form, params=params)).first() is not None:
+    statement = _field_update(fields, checks_version=expected is not None)
+    if (await session.exec(statement, params=params)).first() is not None:
         row = await _READ_ONE.fetch_one(session, {"task_id": task_id, "owner_id": owner_id})
     else:
         row = None

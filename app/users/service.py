@@ -8,9 +8,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.db import LIKE_ESCAPE, contains_pattern
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.core.sql import LIKE_ESCAPE, contains_pattern
 from app.users.exceptions import EmailTaken, LastAdmin, UserNotFound
 from app.users.models import Role, User
 from app.users.schemas import UserPublic

@@ -1,5 +1,6 @@
 """The database layer: one transaction per request, UTC everywhere, tuned connections."""
 
+import asyncio
 import logging
 import threading
 import time
@@ -290,19 +291,19 @@ def _read_probe_app(make_app: Callable[..., FastAPI]) -> FastAPI:
     from sqlalchemy import literal
     from sqlalchemy import select as core_select
 
-    from app.core.db import HotQuery, _driver_connection
+    from app.core.db import DriverQuery, driver_connection
 
     app = make_app()
-    hot_one = HotQuery(core_select(literal(1).label("one")))
+    one = DriverQuery(core_select(literal(1).label("one")))
 
-    @app.get("/probe/read-hot")
-    async def read_hot(session: SessionDep) -> dict[str, Any]:
-        row = await hot_one.fetch_one(session, {})
+    @app.get("/probe/read-driver")
+    async def read_driver(session: SessionDep) -> dict[str, Any]:
+        row = await one.fetch_one(session, {})
         return {"one": row and row["one"], "in_transaction": session.in_transaction()}
 
     @app.get("/probe/read-same-connection")
     async def read_same_connection(session: SessionDep) -> dict[str, Any]:
-        driver = await _driver_connection(session)
+        driver = driver_connection(session)
         own = await (await session.connection()).get_raw_connection()
         return {"driver": driver is not None, "same": driver is own.driver_connection}
 
@@ -315,23 +316,23 @@ def _read_probe_app(make_app: Callable[..., FastAPI]) -> FastAPI:
     return app
 
 
-def test_a_read_served_by_hot_queries_opens_no_transaction(
+def test_a_read_served_by_driver_queries_opens_no_transaction(
     make_app: Callable[..., FastAPI], settings: Any
 ) -> None:
     with TestClient(_read_probe_app(make_app)) as client:
-        reply = client.get("/probe/read-hot").json()
+        reply = client.get("/probe/read-driver").json()
     assert reply["one"] == 1
-    # On SQLite a HotQuery is executed by the session itself.
+    # On SQLite a DriverQuery is executed by the session itself.
     assert reply["in_transaction"] is not settings.is_postgres
 
 
-def test_a_reads_hot_queries_use_the_sessions_own_connection(
+def test_a_reads_driver_queries_use_the_sessions_own_connection(
     make_app: Callable[..., FastAPI], settings: Any
 ) -> None:
     with TestClient(_read_probe_app(make_app)) as client:
         reply = client.get("/probe/read-same-connection").json()
     # PostgreSQL: the driver's connection under the session's own; SQLite: none (the session
-    # executes HotQuerys itself).
+    # executes DriverQuerys itself).
     expected = settings.is_postgres
     assert reply == {"driver": expected, "same": expected}
 
@@ -596,10 +597,11 @@ def test_a_route_without_a_session_never_waits_at_the_read_gate(
     assert response.status_code == 200
 
 
-def test_an_overridden_session_is_not_taken_early(
+def test_an_overridden_session_waits_its_turn_and_gives_its_place_back(
     early_read_app: tuple[FastAPI, threading.Event], settings: Any
 ) -> None:
-    # Tests that bring their own session never wait at the app's read gate for one.
+    # The route takes its place at the read gate from its own dependencies, whatever
+    # get_session resolves to at run time; opening no session, it still gives the place back.
     from app.core.db import create_engine
 
     app, ran = early_read_app
@@ -615,8 +617,21 @@ def test_an_overridden_session_is_not_taken_early(
             response, answered_while_held = _get_while_the_gate_is_held(
                 client, app, "/probe/early-read", check=lambda pending: pending.done()
             )
+            free = client.portal.call(_free_places, app.state.database.read_gate)  # type: ignore[union-attr]
         finally:
             client.portal.call(engine.dispose)  # type: ignore[union-attr]
-    assert answered_while_held
+    assert not answered_while_held
     assert response.json() == {"ok": True}
     assert ran.is_set()
+    assert free == read_capacity(app.state.settings)
+
+
+async def _free_places(gate: asyncio.Semaphore) -> int:
+    """How many places at `gate` are free (taken and given back at once to count them)."""
+    taken = 0
+    while not gate.locked():
+        await gate.acquire()
+        taken += 1
+    for _ in range(taken):
+        gate.release()
+    return taken

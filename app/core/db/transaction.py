@@ -1,0 +1,151 @@
+"""The request's transaction: one session per request, ended by its route before the response."""
+
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Depends, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.db.sessions import Database
+from app.core.errors import AppError
+
+# Methods that never change data: their sessions are read sessions (see `Database`).
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
+class RequestTransaction:
+    """One request's session and its transaction, opened when first asked for and ended by
+    the route (see TransactionRoute) once the endpoint has answered, before the answer is sent.
+
+    Success commits, so a client never sees a 2xx for a write that did not persist (a failed
+    commit is a 500); an error rolls back, except an AppError that `keeps_writes`. A GET or
+    HEAD first takes a place at the database's read gate and then gets a read session; the
+    place is given back when the request ends, whether or not a session was opened.
+    """
+
+    __slots__ = ("_app_state", "_opened", "_placed", "_read_only", "_session")
+
+    def __init__(self, request: Request) -> None:
+        # Not the request itself: the request's scope holds this object, and that cycle would
+        # leave every request's objects to the garbage collector.
+        self._app_state = request.app.state
+        self._read_only = request.method in READ_ONLY_METHODS
+        self._placed = False
+        self._session: AsyncSession | None = None
+        self._opened: AbstractAsyncContextManager[AsyncSession] | None = None
+
+    @property
+    def read_only(self) -> bool:
+        """A GET or HEAD: its session is a read session."""
+        return self._read_only
+
+    async def take_read_place(self) -> None:
+        """A read: wait at the read gate, first come first served, for a place (once)."""
+        if self._read_only and not self._placed:
+            database: Database = self._app_state.database
+            await database.read_gate.acquire()
+            self._placed = True
+
+    async def session(self) -> AsyncSession:
+        """The request's session, opened on the first call."""
+        if self._session is not None:
+            return self._session
+        database: Database = self._app_state.database
+        if self._read_only:
+            await self.take_read_place()
+            opened = database.placed_read_session()
+        else:
+            opened = database.sessionmaker()
+        session = await opened.__aenter__()
+        self._opened, self._session = opened, session
+        return session
+
+    async def end(self, error: BaseException | None) -> None:
+        """Commit (no error) or roll back (`error`), close or give back the session, then
+        give back the read place."""
+        session, opened = self._session, self._opened
+        self._session = self._opened = None
+        try:
+            if session is not None and opened is not None:
+                await self._finish(session, opened, error)
+        finally:
+            if self._placed:
+                self._placed = False
+                database: Database = self._app_state.database
+                database.read_gate.release()
+
+    async def _finish(
+        self,
+        session: AsyncSession,
+        opened: AbstractAsyncContextManager[AsyncSession],
+        error: BaseException | None,
+    ) -> None:
+        try:
+            if error is None:
+                # A read served by DriverQuerys alone never opened the session's transaction.
+                if not self._read_only or session.in_transaction():
+                    await session.commit()
+            else:
+                # Shielded: a cancelled request still returns its connection cleanly.
+                with anyio.CancelScope(shield=True):
+                    if isinstance(error, AppError) and error.keeps_writes:
+                        await session.commit()
+                    else:
+                        await session.rollback()
+        finally:
+            with anyio.CancelScope(shield=error is not None):
+                await opened.__aexit__(None, None, None)
+
+
+_TRANSACTION_KEY = "tasks_api.transaction"
+
+
+class TransactionRoute(APIRoute):
+    """An API route whose request has one RequestTransaction, ended before the response.
+
+    Every router of the app uses it (`AppRouter`; a test walks the routes). It replaces a
+    generator dependency, which FastAPI would enter in an exit stack under a cancel scope.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, run inside the request's transaction."""
+        handler = super().get_route_handler()
+        # Read from the route's own dependencies: whether its request will ask for a session.
+        uses_session = _uses(self.dependant, get_session)
+
+        async def in_transaction(request: Request) -> Response:
+            transaction = RequestTransaction(request)
+            request.scope[_TRANSACTION_KEY] = transaction
+            try:
+                # A read waits for its place before any other work (token check, parameters):
+                # waiting, it holds almost nothing, and once in it runs start to finish.
+                if uses_session:
+                    await transaction.take_read_place()
+                response = await handler(request)
+            except BaseException as exc:
+                await transaction.end(exc)
+                raise
+            await transaction.end(None)
+            return response
+
+        return in_transaction
+
+
+def _uses(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    """Whether `call` is among the dependencies of `dependant`, at any depth."""
+    return any(sub.call is call or _uses(sub, call) for sub in dependant.dependencies)
+
+
+async def get_session(request: Request) -> AsyncSession:
+    """The request's session: one transaction per request (see RequestTransaction)."""
+    transaction = request.scope.get(_TRANSACTION_KEY)
+    if not isinstance(transaction, RequestTransaction):
+        raise RuntimeError("get_session() outside a TransactionRoute: use AppRouter")
+    return await transaction.session()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
