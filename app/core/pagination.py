@@ -79,45 +79,33 @@ class InvalidCursor(UnprocessableEntity):
     detail = "The cursor is not valid for this list; start again without one."
 
 
-@dataclass(frozen=True, slots=True)
-class PageParams:
-    limit: int
-    cursor: str | None
-    include_total: bool
+class PageParams(QueryModel):
+    """The paging query parameters every list takes, declared once.
+
+    Routes read them with `PageParamsDep`; a list whose whole query is one model (tasks,
+    `app.core.query`) extends this one.
+    """
+
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page (at most 200).")
+    ] = DEFAULT_PAGE_SIZE
+    cursor: Annotated[
+        str | None,
+        Query(max_length=CURSOR_MAX_LENGTH, description="`next_cursor` of the previous page."),
+    ] = None
+    include_total: Annotated[
+        bool, Query(description="Also count every matching row (costs a count query).")
+    ] = False
 
 
-# The paging parameters, declared once: FastAPI's own (`page_params`) and the query models'
-# (`PageQuery`) read the same constraints and descriptions.
-LimitParam = Annotated[
-    int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page (at most 200).")
-]
-CursorParam = Annotated[
-    str | None,
-    Query(max_length=CURSOR_MAX_LENGTH, description="`next_cursor` of the previous page."),
-]
-IncludeTotalParam = Annotated[
-    bool, Query(description="Also count every matching row (costs a count query).")
-]
+# The tasks lists' former name for PageParams, until app/tasks/schemas.py imports PageParams.
+PageQuery = PageParams
 
 
-async def page_params(
-    limit: LimitParam = DEFAULT_PAGE_SIZE,
-    cursor: CursorParam = None,
-    include_total: IncludeTotalParam = False,
-) -> PageParams:
-    """The paging query parameters every list endpoint takes."""
-    return PageParams(limit=limit, cursor=cursor, include_total=include_total)
-
-
-class PageQuery(QueryModel):
-    """The paging parameters, for a list whose query is read as one model (`app.core.query`)."""
-
-    limit: LimitParam = DEFAULT_PAGE_SIZE
-    cursor: CursorParam = None
-    include_total: IncludeTotalParam = False
-
-    def page(self) -> PageParams:
-        return PageParams(limit=self.limit, cursor=self.cursor, include_total=self.include_total)
+async def page_params(page: Annotated[PageParams, Query()]) -> PageParams:
+    """The paging parameters, read by FastAPI as one query model."""
+    # A dependency of its own, so a route's own filters are documented before them.
+    return page
 
 
 PageParamsDep = Annotated[PageParams, Depends(page_params)]

@@ -66,7 +66,7 @@ async def _page(
         owner_id=user.id,
         filters=query.filters(project_id=project_id),
         sort=query.sort,
-        page=query.page(),
+        page=query,
         codec=cursors,
     )
     return Response(content=tasks.json(), media_type="application/json")
