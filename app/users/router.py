@@ -55,12 +55,7 @@ async def update_me(
     data: UserUpdateMe, user: ActiveUser, session: SessionDep, auth: AuthDep
 ) -> UserPublic:
     """Change the caller's name or email (with `current_password`); only fields sent change."""
-    changes = data.model_dump(exclude_unset=True, exclude={"current_password"})
-    if changes.get("email") not in (None, user.email):
-        await auth_service.confirm_password(
-            session, auth, user=user, password=data.current_password
-        )
-    return _public(await service.update_user(session, user, changes, hashed_password=None))
+    return _public(await service.update_own_account(session, auth, user=user, data=data))
 
 
 @router.delete(
@@ -134,15 +129,7 @@ async def create_user(
     data: UserCreate, _admin: AdminUser, session: SessionDep, auth: AuthDep
 ) -> UserPublic:
     """Create an account with any role."""
-    user = await service.create_user(
-        session,
-        email=data.email,
-        hashed_password=await auth.hasher.hash(data.password),
-        full_name=data.full_name,
-        role=data.role,
-        is_active=data.is_active,
-    )
-    return _public(user)
+    return _public(await service.admin_create_user(session, auth.hasher, data=data))
 
 
 @router.get(
@@ -166,14 +153,7 @@ async def update_user(
     data: UserUpdate, user: AdministeredUser, session: SessionDep, auth: AuthDep
 ) -> UserPublic:
     """Change any field of an account; deactivating it or setting its password signs it out."""
-    changes = data.model_dump(exclude_unset=True, exclude={"password"})
-    if data.password:
-        auth_service.ensure_password_not_email(data.password, changes.get("email") or user.email)
-    hashed = await auth.hasher.hash(data.password) if data.password else None
-    updated = await service.update_user(session, user, changes, hashed_password=hashed)
-    if changes.get("is_active") is False or hashed is not None:
-        await auth_service.revoke_all_sessions(session, user_id=user.id)
-    return _public(updated)
+    return _public(await service.admin_update_user(session, auth.hasher, user=user, data=data))
 
 
 @router.delete(

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -10,10 +10,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.core.security import PasswordHasher
 from app.core.sql import LIKE_ESCAPE, contains_pattern
 from app.users.exceptions import EmailTaken, LastAdmin, UserNotFound
 from app.users.models import Role, User
-from app.users.schemas import UserPublic
+from app.users.schemas import UserCreate, UserPublic, UserUpdate, UserUpdateMe
+
+if TYPE_CHECKING:
+    from app.auth.service import AuthComponents
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
@@ -109,6 +113,51 @@ async def update_user(
     session.add(user)
     await _flush_unique_email(session)
     return user
+
+
+async def update_own_account(
+    session: AsyncSession, auth: "AuthComponents", *, user: User, data: UserUpdateMe
+) -> User:
+    """The caller's changes to their own name or email; a new email needs `current_password`."""
+    # Imported here: auth depends on users at import time, not the other way round.
+    from app.auth import service as auth_service
+
+    changes = data.model_dump(exclude_unset=True, exclude={"current_password"})
+    if changes.get("email") not in (None, user.email):
+        await auth_service.confirm_password(
+            session, auth, user=user, password=data.current_password
+        )
+    return await update_user(session, user, changes, hashed_password=None)
+
+
+async def admin_create_user(
+    session: AsyncSession, hasher: PasswordHasher, *, data: UserCreate
+) -> User:
+    """An account made by an admin, with any role; EmailTaken when the email is in use."""
+    return await create_user(
+        session,
+        email=data.email,
+        hashed_password=await hasher.hash(data.password),
+        full_name=data.full_name,
+        role=data.role,
+        is_active=data.is_active,
+    )
+
+
+async def admin_update_user(
+    session: AsyncSession, hasher: PasswordHasher, *, user: User, data: UserUpdate
+) -> User:
+    """An admin's changes to any account; a new password or deactivation signs it out."""
+    from app.auth import service as auth_service
+
+    changes = data.model_dump(exclude_unset=True, exclude={"password"})
+    if data.password:
+        auth_service.ensure_password_not_email(data.password, changes.get("email") or user.email)
+    hashed = await hasher.hash(data.password) if data.password else None
+    updated = await update_user(session, user, changes, hashed_password=hashed)
+    if changes.get("is_active") is False or hashed is not None:
+        await auth_service.revoke_all_sessions(session, user_id=user.id)
+    return updated
 
 
 async def delete_user(session: AsyncSession, user: User) -> None:

@@ -1,15 +1,47 @@
 """The users service called directly, on a real database session."""
 
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
 import pytest
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.auth.cache import PrincipalCache
+from app.auth.exceptions import PasswordIsEmail, PasswordRequired
+from app.auth.models import AuthSession
+from app.auth.service import AuthComponents
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.mail import MemoryMailer
+from app.core.models import utcnow
+from app.core.rate_limit import RateLimiter
+from app.core.security import PasswordHasher, TokenCodec
 from app.projects.models import Project
 from app.users import service
-from app.users.exceptions import EmailTaken, LastAdmin, UserNotFound
+from app.users.exceptions import EmailTaken, LastAdmin, UserNotFound, WrongPassword
 from app.users.models import Role, User
+from app.users.schemas import UserCreate, UserUpdate, UserUpdateMe
 
 pytestmark = pytest.mark.anyio
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+async def auth(settings: Settings) -> AsyncIterator[AuthComponents]:
+    database = Database(settings)
+    components = AuthComponents(
+        settings=settings,
+        hasher=PasswordHasher(settings),
+        tokens=TokenCodec(settings),
+        limiter=RateLimiter(settings, database.engine),
+        mailer=MemoryMailer(),
+        principals=PrincipalCache(seconds=0, max_users=1),
+    )
+    yield components
+    components.hasher.close()
+    await database.dispose()
 
 
 async def _create(session: AsyncSession, email: str, role: Role = Role.USER) -> User:
@@ -89,3 +121,102 @@ async def test_delete_user_cascades_to_what_it_owns(db_session: AsyncSession) ->
         select(func.count()).select_from(Project).where(Project.owner_id == user.id)
     )
     assert count.one() == 0
+
+
+# The account routes' workflows
+
+
+async def _with_password(session: AsyncSession, hasher: PasswordHasher, email: str) -> User:
+    user = await service.create_user(
+        session, email=email, hashed_password=await hasher.hash(PASSWORD)
+    )
+    await session.commit()
+    return user
+
+
+async def _open_sessions(session: AsyncSession, user: User, count: int) -> None:
+    session.add_all(
+        AuthSession(user_id=user.id, refresh_jti=f"jti-{i}", expires_at=utcnow() + timedelta(1))
+        for i in range(count)
+    )
+    await session.commit()
+
+
+async def _open_session_count(session: AsyncSession, user: User) -> int:
+    statement = select(func.count()).where(
+        AuthSession.user_id == user.id, col(AuthSession.revoked_at).is_(None)
+    )
+    return (await session.exec(statement)).one()
+
+
+async def test_update_own_account_changes_the_name_without_a_password(
+    db_session: AsyncSession, auth: AuthComponents
+) -> None:
+    user = await _with_password(db_session, auth.hasher, "fay@example.com")
+    data = UserUpdateMe(full_name="Fay", email="fay@example.com")
+    updated = await service.update_own_account(db_session, auth, user=user, data=data)
+    assert (updated.full_name, updated.email) == ("Fay", "fay@example.com")
+
+
+async def test_update_own_account_needs_the_password_for_a_new_email(
+    db_session: AsyncSession, auth: AuthComponents
+) -> None:
+    user = await _with_password(db_session, auth.hasher, "gus@example.com")
+    with pytest.raises(PasswordRequired):
+        await service.update_own_account(
+            db_session, auth, user=user, data=UserUpdateMe(email="gus2@example.com")
+        )
+    wrong = UserUpdateMe(email="gus2@example.com", current_password="not-the-password")
+    with pytest.raises(WrongPassword):
+        await service.update_own_account(db_session, auth, user=user, data=wrong)
+    await db_session.refresh(user)
+    assert user.email == "gus@example.com"
+    right = UserUpdateMe(email="gus2@example.com", current_password=PASSWORD)
+    updated = await service.update_own_account(db_session, auth, user=user, data=right)
+    assert updated.email == "gus2@example.com"
+
+
+async def test_admin_create_user_hashes_the_password_and_takes_role_and_state(
+    db_session: AsyncSession, auth: AuthComponents
+) -> None:
+    data = UserCreate(email="Hal@Example.com", password=PASSWORD, role=Role.ADMIN, is_active=False)
+    user = await service.admin_create_user(db_session, auth.hasher, data=data)
+    assert (user.email, user.role, user.is_active) == ("hal@example.com", Role.ADMIN, False)
+    assert user.hashed_password != PASSWORD
+    assert await auth.hasher.verify(PASSWORD, user.hashed_password)
+    with pytest.raises(EmailTaken):
+        await service.admin_create_user(db_session, auth.hasher, data=data)
+
+
+async def test_admin_update_user_refuses_the_email_as_password(
+    db_session: AsyncSession, auth: AuthComponents
+) -> None:
+    user = await _with_password(db_session, auth.hasher, "ida@example.com")
+    # The account's email, or the new one sent with it.
+    for data in (
+        UserUpdate(password=" IDA@example.com "),
+        UserUpdate(email="ida2@example.com", password="ida2@example.com"),
+    ):
+        with pytest.raises(PasswordIsEmail):
+            await service.admin_update_user(db_session, auth.hasher, user=user, data=data)
+    assert user.email == "ida@example.com"
+
+
+async def test_admin_update_user_signs_out_on_a_new_password_or_deactivation_only(
+    db_session: AsyncSession, auth: AuthComponents
+) -> None:
+    user = await _with_password(db_session, auth.hasher, "jon@example.com")
+    await _open_sessions(db_session, user, 2)
+    renamed = UserUpdate(full_name="Jon")
+    await service.admin_update_user(db_session, auth.hasher, user=user, data=renamed)
+    assert await _open_session_count(db_session, user) == 2
+
+    new_password = UserUpdate(password="another-long-password")
+    updated = await service.admin_update_user(db_session, auth.hasher, user=user, data=new_password)
+    assert await auth.hasher.verify("another-long-password", updated.hashed_password)
+    assert await _open_session_count(db_session, user) == 0
+
+    await _open_sessions(db_session, user, 1)
+    deactivated = UserUpdate(is_active=False)
+    await service.admin_update_user(db_session, auth.hasher, user=user, data=deactivated)
+    assert (user.is_active, await _open_session_count(db_session, user)) == (False, 0)
