@@ -74,16 +74,6 @@ async def get_project(
     return project
 
 
-async def get_inbox(session: AsyncSession, *, owner_id: uuid.UUID) -> Project:
-    """The user's Inbox (every account has one from sign-up on, and it cannot be deleted)."""
-    statement = select(Project).where(Project.owner_id == owner_id, col(Project.is_inbox))
-    inbox = (await session.exec(statement)).first()
-    if inbox is None:
-        # Accounts made before projects existed: give them their Inbox now.
-        inbox = await create_inbox(session, owner_id=owner_id)
-    return inbox
-
-
 async def list_projects(
     session: AsyncSession,
     *,

@@ -24,7 +24,8 @@ async def _user(session: AsyncSession) -> uuid.UUID:
 @pytest.mark.anyio
 async def test_inbox_is_made_with_the_account_and_stays(db_session: AsyncSession) -> None:
     owner = await _user(db_session)
-    inbox = await service.get_inbox(db_session, owner_id=owner)
+    inbox_id = await service.inbox_id(db_session, owner_id=owner)
+    inbox = await service.get_project(db_session, owner_id=owner, project_id=inbox_id)
     assert (inbox.name, inbox.is_inbox) == ("Inbox", True)
     with pytest.raises(InboxUndeletable):
         await service.trash_project(db_session, inbox)

@@ -187,8 +187,7 @@ class Writer:
     async def _build(self, owner: SignedInUser, spec: dict[str, Any]) -> World:
         owner_id = uuid.UUID(owner.id)
         async with self.database.sessionmaker() as session:
-            inbox = await project_service.get_inbox(session, owner_id=owner_id)
-            projects = [inbox.id]
+            projects = [await project_service.inbox_id(session, owner_id=owner_id)]
             for index in range(spec["projects"] - 1):
                 project = await project_service.create_project(
                     session, owner_id=owner_id, name=f"project {index}"
