@@ -1,13 +1,25 @@
-"""Plain functions that make test data through the public API (no hidden fixtures)."""
+"""Plain functions that make test data (no hidden fixtures): through the public API, and
+`make_user` for tests that call services directly."""
 
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.users import service as user_service
+from app.users.models import User
 
 API = "/api/v1"
 DEFAULT_PASSWORD = "correct-horse-battery"
+# The admin an app built with ADMIN_SETTINGS creates at start-up (`make_app(**ADMIN_SETTINGS)`).
+ADMIN_EMAIL = "root-admin@example.com"
+ADMIN_PASSWORD = "admin-password-for-tests"
+ADMIN_SETTINGS: dict[str, Any] = {
+    "FIRST_ADMIN_EMAIL": ADMIN_EMAIL,
+    "FIRST_ADMIN_PASSWORD": ADMIN_PASSWORD,
+}
 
 
 @dataclass
@@ -71,5 +83,58 @@ def new_user(
     )
 
 
+def sign_in_admin(
+    client: TestClient, *, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD
+) -> SignedInUser:
+    """Sign in an admin: by default the start-up one (the app built with ADMIN_SETTINGS)."""
+    tokens = sign_in(client, email, password)
+    me = client.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 200, me.text
+    assert me.json()["role"] == "admin"
+    return SignedInUser(
+        id=me.json()["id"],
+        email=email,
+        password=password,
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+    )
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def make_project(client: TestClient, user: SignedInUser, **fields: Any) -> dict[str, Any]:
+    response = client.post(f"{API}/projects", headers=user.headers, json={"name": "P", **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def make_label(client: TestClient, user: SignedInUser, name: str, **fields: Any) -> dict[str, Any]:
+    response = client.post(f"{API}/labels", headers=user.headers, json={"name": name, **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def make_task(client: TestClient, user: SignedInUser, **fields: Any) -> dict[str, Any]:
+    response = client.post(f"{API}/tasks", headers=user.headers, json={"title": "T", **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def inbox_id(client: TestClient, user: SignedInUser) -> str:
+    response = client.get(f"{API}/projects", headers=user.headers)
+    (inbox,) = [p for p in response.json()["items"] if p["is_inbox"]]
+    return str(inbox["id"])
+
+
+async def make_user(session: AsyncSession, *, email: str | None = None) -> User:
+    """A committed account (with its Inbox) for service tests; it cannot sign in."""
+    user = await user_service.create_user(
+        session, email=email or unique_email(), hashed_password="x"
+    )
+    await session.commit()
+    return user

@@ -1,5 +1,5 @@
-"""Helpers every test area shares: a clock tests move by hand, and the outside services some
-tests need.
+"""Helpers every test area shares: the problem-document check, a list walk, a clock tests
+move by hand, and the outside services some tests need.
 
 A test that needs Redis or PostgreSQL and does not find it skips with the reason where it
 runs on a developer's machine, and fails in CI (`CI` set), where every service is there and a
@@ -8,10 +8,15 @@ skipped test would be a test that silently stopped running.
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
+
+from tests.factories import API, SignedInUser
 
 IN_CI = bool(os.environ.get("CI"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -21,6 +26,40 @@ HANG_GUARD = 30.0
 POSTGRES_ONLY_REASON = (
     "PostgreSQL behaviour: runs in the PostgreSQL lane (set TEST_DATABASE_URL, README)"
 )
+PROBLEM = "application/problem+json"
+# An id no row has: what a missing row's 404 is compared with.
+MISSING_ID = "01900000-0000-7000-8000-000000000000"
+
+
+def assert_problem(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
+    """The response is a problem document with this status (and stable code); its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    if code is not None:
+        assert body["code"] == code, body
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+    return body
+
+
+def walk(
+    client: TestClient, user: SignedInUser, path: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every item of a list, following `next_cursor` to the end."""
+    items: list[dict[str, Any]] = []
+    query: dict[str, Any] = dict(params or {})
+    while True:
+        response = client.get(f"{API}{path}", headers=user.headers, params=query)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        items.extend(body["items"])
+        if body["next_cursor"] is None:
+            return items
+        query["cursor"] = body["next_cursor"]
 
 
 @dataclass

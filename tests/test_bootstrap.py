@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 
 from app.cli import main
 from app.core.config import get_settings
-from tests.auth.helpers import assert_problem, bearer_headers
-from tests.factories import API, register, sign_in
+from tests.factories import API, bearer, register, sign_in
+from tests.helpers import assert_problem
 
 EMAIL = "First.Admin@Example.com"
 PASSWORD = "first-admin-password"
@@ -22,7 +22,7 @@ def _admin_settings(password: str = PASSWORD, email: str = EMAIL) -> dict[str, s
 def _me(client: TestClient, email: str, password: str) -> dict[str, object]:
     tokens = sign_in(client, email, password)
     body: dict[str, object] = client.get(
-        f"{API}/users/me", headers=bearer_headers(tokens["access_token"])
+        f"{API}/users/me", headers=bearer(tokens["access_token"])
     ).json()
     return body
 
@@ -43,7 +43,7 @@ def test_first_admin_is_created_once_and_never_overwritten(
         client.patch(
             f"{API}/users/me",
             json={"full_name": "Chosen Name"},
-            headers=bearer_headers(sign_in(client, EMAIL, PASSWORD)["access_token"]),
+            headers=bearer(sign_in(client, EMAIL, PASSWORD)["access_token"]),
         )
     # A restart with other settings for the same email changes nothing.
     with TestClient(make_app(**_admin_settings("a-different-password"))) as client:
@@ -54,7 +54,7 @@ def test_first_admin_is_created_once_and_never_overwritten(
         assert_problem(refused, 401, "invalid_credentials")
         tokens = sign_in(client, EMAIL, PASSWORD)
         listing = client.get(
-            f"{API}/users?include_total=true", headers=bearer_headers(tokens["access_token"])
+            f"{API}/users?include_total=true", headers=bearer(tokens["access_token"])
         )
     assert again["id"] == first["id"]
     assert again["full_name"] == "Chosen Name"

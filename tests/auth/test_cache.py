@@ -30,15 +30,9 @@ from app.core.rate_limit import RateLimiter
 from app.core.security import PasswordHasher, TokenCodec
 from app.users.models import User
 from app.users.schemas import UserRegister
-from tests.auth.helpers import (
-    assert_problem,
-    change_elsewhere,
-    execute,
-    scalar,
-    uuid_param,
-)
+from tests.auth.helpers import change_elsewhere, execute, scalar, uuid_param
 from tests.factories import API, SignedInUser, new_user, sign_in
-from tests.helpers import HANG_GUARD, ManualClock
+from tests.helpers import HANG_GUARD, ManualClock, assert_problem
 
 
 def _is_postgres(client: TestClient) -> bool:

@@ -1,5 +1,6 @@
 """The who-is-calling dependencies: composable, enforced on every route, overridable in tests."""
 
+import inspect
 import re
 import uuid
 from collections.abc import Callable
@@ -12,8 +13,9 @@ from sqlalchemy import Engine
 from app.auth.dependencies import get_current_active_user, get_current_user, require_admin
 from app.core.errors import Forbidden
 from app.users.models import Role, User
-from tests.auth.helpers import assert_problem, change_elsewhere, uuid_param
+from tests.auth.helpers import change_elsewhere, uuid_param
 from tests.factories import API, new_user, register
+from tests.helpers import assert_problem
 
 PUBLIC = {
     ("POST", f"{API}/auth/register"),
@@ -171,7 +173,5 @@ def test_a_deactivated_account_is_locked_out_even_with_open_sessions(
 def test_each_dependency_is_a_small_async_step(dependency: Callable[..., object]) -> None:
     # Small and composable: each takes the previous one's result, so an override of one
     # feeds the rest of the chain.
-    import inspect
-
     assert inspect.iscoroutinefunction(dependency)
     assert len(inspect.signature(dependency).parameters) == 1

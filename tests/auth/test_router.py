@@ -13,19 +13,26 @@ from sqlalchemy import Engine
 
 from app.core.security import TokenType
 from tests.auth.helpers import (
-    ADMIN_SETTINGS,
-    assert_problem,
     auth_of,
-    bearer_headers,
     comparable,
     make_token,
     outbox,
     reset_token_from,
     scalar,
-    sign_in_admin,
     uuid_param,
 )
-from tests.factories import API, DEFAULT_PASSWORD, new_user, register, sign_in, unique_email
+from tests.factories import (
+    ADMIN_SETTINGS,
+    API,
+    DEFAULT_PASSWORD,
+    bearer,
+    new_user,
+    register,
+    sign_in,
+    sign_in_admin,
+    unique_email,
+)
+from tests.helpers import assert_problem
 
 # --- register ---------------------------------------------------------------------------
 
@@ -155,14 +162,14 @@ def test_token_returns_a_bearer_pair_that_is_never_cached(client: TestClient) ->
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 15 * 60
     assert response.headers["cache-control"] == "no-store"
-    me = client.get(f"{API}/users/me", headers=bearer_headers(body["access_token"]))
+    me = client.get(f"{API}/users/me", headers=bearer(body["access_token"]))
     assert me.json()["id"] == user["id"]
 
 
 def test_token_email_is_case_insensitive_and_trimmed(client: TestClient) -> None:
     user = register(client)
     tokens = sign_in(client, f"  {user['email'].upper()} ", DEFAULT_PASSWORD)
-    me = client.get(f"{API}/users/me", headers=bearer_headers(tokens["access_token"]))
+    me = client.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
     assert me.json()["email"] == user["email"]
 
 
@@ -256,7 +263,7 @@ def test_openapi_token_url_is_what_swagger_authorize_calls(client: TestClient) -
     )
     assert response.status_code == 200, response.text
     assert response.json()["token_type"] == "bearer"
-    me = client.get(f"{API}/users/me", headers=bearer_headers(response.json()["access_token"]))
+    me = client.get(f"{API}/users/me", headers=bearer(response.json()["access_token"]))
     assert me.status_code == 200
     # Every protected operation declares that scheme, so Authorize applies to it.
     operation = client.get("/openapi.json").json()["paths"][f"{API}/users/me"]["get"]
@@ -280,7 +287,7 @@ def test_refresh_returns_a_new_pair_that_works(client: TestClient) -> None:
     assert pair["refresh_token"] != user.refresh_token
     assert pair["access_token"] != user.access_token
     assert response.headers["cache-control"] == "no-store"
-    me = client.get(f"{API}/users/me", headers=bearer_headers(pair["access_token"]))
+    me = client.get(f"{API}/users/me", headers=bearer(pair["access_token"]))
     assert me.json()["id"] == user.id
     again = client.post(f"{API}/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert again.status_code == 200
@@ -296,12 +303,12 @@ def test_a_reused_refresh_token_revokes_the_whole_session(client: TestClient) ->
     assert_problem(replay, 401, "invalid_refresh_token")
 
     # The thief's replay ended the session: the legitimate new pair is dead too.
-    me = client.get(f"{API}/users/me", headers=bearer_headers(new_pair["access_token"]))
+    me = client.get(f"{API}/users/me", headers=bearer(new_pair["access_token"]))
     assert_problem(me, 401, "invalid_token")
     later = client.post(f"{API}/auth/refresh", json={"refresh_token": new_pair["refresh_token"]})
     assert_problem(later, 401, "invalid_refresh_token")
     # ... but only that session.
-    other_me = client.get(f"{API}/users/me", headers=bearer_headers(other["access_token"]))
+    other_me = client.get(f"{API}/users/me", headers=bearer(other["access_token"]))
     assert other_me.status_code == 200
 
 
@@ -371,7 +378,7 @@ def test_logout_kills_the_access_and_refresh_token_at_once(client: TestClient) -
     assert_problem(refresh, 401, "invalid_refresh_token")
     assert_problem(client.post(f"{API}/auth/logout", headers=user.headers), 401)
     # Other sessions of the account are not affected.
-    assert client.get(f"{API}/users/me", headers=bearer_headers(other["access_token"])).is_success
+    assert client.get(f"{API}/users/me", headers=bearer(other["access_token"])).is_success
 
 
 def test_logout_holds_in_another_process_on_the_same_database(
@@ -399,7 +406,7 @@ def test_sessions_lists_the_callers_open_sessions(client: TestClient) -> None:
     phone = sign_in(client, user.email, **{"User-Agent": "Phone/1.0\x7f"})
     stranger = new_user(client)
     revoked = sign_in(client, user.email)
-    client.post(f"{API}/auth/logout", headers=bearer_headers(revoked["access_token"]))
+    client.post(f"{API}/auth/logout", headers=bearer(revoked["access_token"]))
 
     response = client.get(f"{API}/auth/sessions", headers=user.headers)
     assert response.status_code == 200, response.text
@@ -435,7 +442,7 @@ def test_delete_session_ends_that_session_only(client: TestClient) -> None:
 
     response = client.delete(f"{API}/auth/sessions/{phone_session}", headers=user.headers)
     assert response.status_code == 204
-    phone_me = client.get(f"{API}/users/me", headers=bearer_headers(lost_phone["access_token"]))
+    phone_me = client.get(f"{API}/users/me", headers=bearer(lost_phone["access_token"]))
     assert_problem(phone_me, 401, "invalid_token")
     refresh = client.post(
         f"{API}/auth/refresh", json={"refresh_token": lost_phone["refresh_token"]}
@@ -494,7 +501,7 @@ def test_reset_token_works_once_and_ends_every_session(app: FastAPI, client: Tes
     )
     assert reset.status_code == 204
     for access in (user.access_token, second["access_token"]):
-        assert_problem(client.get(f"{API}/users/me", headers=bearer_headers(access)), 401)
+        assert_problem(client.get(f"{API}/users/me", headers=bearer(access)), 401)
     assert_problem(
         client.post(f"{API}/auth/refresh", json={"refresh_token": user.refresh_token}), 401
     )

@@ -53,9 +53,11 @@ async def auth(settings: Settings) -> AsyncIterator[AuthComponents]:
     await database.dispose()
 
 
-async def _user(
+async def _registered(
     session: AsyncSession, auth: AuthComponents, email: str = "ada@example.com"
 ) -> User:
+    """An account made by `service.register` (committed), which signs in with PASSWORD: the
+    accounts' own path, not `tests.factories.make_user`, since these tests are about it."""
     data = UserRegister(email=email, password=PASSWORD)
     user = await service.register(session, auth, data=data, client=CLIENT)
     await session.commit()
@@ -73,12 +75,12 @@ async def _principal(
 async def test_register_stores_an_argon2id_hash_and_a_lower_case_email(
     db_session: AsyncSession, auth: AuthComponents
 ) -> None:
-    user = await _user(db_session, auth, "Mixed.Case@Example.COM")
+    user = await _registered(db_session, auth, "Mixed.Case@Example.COM")
     assert user.email == "mixed.case@example.com"
     assert user.hashed_password.startswith("$argon2id$")
     assert PASSWORD not in user.hashed_password
     with pytest.raises(EmailTaken):
-        await _user(db_session, auth, "MIXED.case@example.com")
+        await _registered(db_session, auth, "MIXED.case@example.com")
 
 
 @pytest.fixture
@@ -98,7 +100,7 @@ def verify_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 async def test_unknown_email_and_wrong_password_do_the_same_work(
     db_session: AsyncSession, auth: AuthComponents, verify_calls: list[bytes]
 ) -> None:
-    user = await _user(db_session, auth)
+    user = await _registered(db_session, auth)
     outcomes: list[tuple[type[Exception], int]] = []
     for email in (user.email, "nobody@example.com"):
         verify_calls.clear()
@@ -116,7 +118,7 @@ async def test_unknown_email_and_wrong_password_do_the_same_work(
 async def test_an_inactive_user_gets_invalid_credentials_after_one_verify(
     db_session: AsyncSession, auth: AuthComponents, verify_calls: list[bytes]
 ) -> None:
-    user = await _user(db_session, auth)
+    user = await _registered(db_session, auth)
     user.is_active = False
     db_session.add(user)
     await db_session.commit()
@@ -128,7 +130,7 @@ async def test_an_inactive_user_gets_invalid_credentials_after_one_verify(
 async def test_sign_in_opens_a_session_with_the_client_details(
     db_session: AsyncSession, auth: AuthComponents
 ) -> None:
-    user = await _user(db_session, auth)
+    user = await _registered(db_session, auth)
     principal, pair = await _principal(db_session, auth, user.email)
     row = await db_session.get(AuthSession, principal.session_id)
     assert row is not None
@@ -141,7 +143,7 @@ async def test_sign_in_opens_a_session_with_the_client_details(
 async def test_refresh_rotates_and_a_replay_revokes_the_session(
     db_session: AsyncSession, auth: AuthComponents
 ) -> None:
-    user = await _user(db_session, auth)
+    user = await _registered(db_session, auth)
     principal, pair = await _principal(db_session, auth, user.email)
     new_pair = await service.refresh(db_session, auth, refresh_token=pair.refresh_token)
     await db_session.commit()
@@ -163,8 +165,8 @@ async def test_refresh_rotates_and_a_replay_revokes_the_session(
 async def test_revoke_session_only_ends_the_owners_open_session(
     db_session: AsyncSession, auth: AuthComponents
 ) -> None:
-    ada = await _user(db_session, auth, "ada@example.com")
-    bob = await _user(db_session, auth, "bob@example.com")
+    ada = await _registered(db_session, auth, "ada@example.com")
+    bob = await _registered(db_session, auth, "bob@example.com")
     ada_principal, _ = await _principal(db_session, auth, ada.email)
     with pytest.raises(SessionNotFound):
         await service.revoke_session(
@@ -180,7 +182,7 @@ async def test_revoke_session_only_ends_the_owners_open_session(
 async def test_list_sessions_shows_open_sessions_only(
     db_session: AsyncSession, auth: AuthComponents
 ) -> None:
-    user = await _user(db_session, auth)
+    user = await _registered(db_session, auth)
     first, _ = await _principal(db_session, auth, user.email)
     second, _ = await _principal(db_session, auth, user.email)
     third, _ = await _principal(db_session, auth, user.email)
@@ -207,7 +209,7 @@ async def test_list_sessions_shows_open_sessions_only(
 async def test_change_password_keeps_only_the_current_session(
     db_session: AsyncSession, auth: AuthComponents
 ) -> None:
-    user = await _user(db_session, auth)
+    user = await _registered(db_session, auth)
     user_id, email = user.id, user.email
     current, current_pair = await _principal(db_session, auth, email)
     _, other_pair = await _principal(db_session, auth, email)
@@ -247,7 +249,7 @@ async def test_change_password_keeps_only_the_current_session(
 async def test_request_password_reset_makes_mail_for_active_accounts_only(
     db_session: AsyncSession, auth: AuthComponents
 ) -> None:
-    user = await _user(db_session, auth)
+    user = await _registered(db_session, auth)
     assert (
         await service.request_password_reset(
             db_session, auth, email="nobody@example.com", client=CLIENT
@@ -270,7 +272,7 @@ async def test_request_password_reset_makes_mail_for_active_accounts_only(
 
 
 async def test_reset_password_works_once(db_session: AsyncSession, auth: AuthComponents) -> None:
-    user = await _user(db_session, auth)
+    user = await _registered(db_session, auth)
     _, pair = await _principal(db_session, auth, user.email)
     mail = await service.request_password_reset(db_session, auth, email=user.email, client=CLIENT)
     assert mail is not None
@@ -291,7 +293,7 @@ async def test_reset_password_works_once(db_session: AsyncSession, auth: AuthCom
 async def test_sessions_of_a_deleted_user_disappear(
     db_session: AsyncSession, auth: AuthComponents
 ) -> None:
-    user = await _user(db_session, auth)
+    user = await _registered(db_session, auth)
     principal, pair = await _principal(db_session, auth, user.email)
     await user_service.delete_user(db_session, principal.user)
     await db_session.commit()

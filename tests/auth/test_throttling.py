@@ -14,9 +14,10 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.auth.helpers import assert_problem, random_ip
+from app.core.config import Settings
+from tests.auth.helpers import random_ip
 from tests.factories import API, DEFAULT_PASSWORD, new_user, register, unique_email
-from tests.helpers import ManualClock, require_redis
+from tests.helpers import ManualClock, assert_problem, require_redis
 
 WINDOW = 60  # seconds: never ends by itself during a test; tests end it (`end_window`)
 
@@ -245,8 +246,6 @@ def test_disabled_throttles_never_answer_429(throttled: Throttled) -> None:
 
 
 def test_throttles_are_on_by_default(make_app: Callable[..., FastAPI]) -> None:
-    from app.core.config import Settings
-
     assert Settings().RATE_LIMIT_ENABLED is True
     assert Settings(ENVIRONMENT="production", SECRET_KEY="x" * 40).RATE_LIMIT_ENABLED is True
     assert make_app().state.settings.RATE_LIMIT_ENABLED is True

@@ -14,20 +14,15 @@ from fastapi.testclient import TestClient
 from jose import jwt
 
 from app.core.security import TokenType
-from tests.auth.helpers import (
-    assert_problem,
-    b64,
-    bearer_headers,
-    jwt_segments,
-    make_token,
-)
-from tests.factories import API, new_user, sign_in
+from tests.auth.helpers import b64, jwt_segments, make_token
+from tests.factories import API, bearer, new_user, sign_in
+from tests.helpers import assert_problem
 
 ME = f"{API}/users/me"
 
 
 def assert_rejected(client: TestClient, token: str) -> None:
-    assert_problem(client.get(ME, headers=bearer_headers(token)), 401, "invalid_token")
+    assert_problem(client.get(ME, headers=bearer(token)), 401, "invalid_token")
 
 
 def test_access_token_claims(app: FastAPI, client: TestClient) -> None:
@@ -91,7 +86,7 @@ def test_another_hmac_algorithm_with_our_secret_is_refused(
     secret = app.state.settings.SECRET_KEY.get_secret_value()
     assert_rejected(client, jwt.encode(claims, secret, algorithm="HS512"))
     # The same claims with HS256 and our key do work: the refusal is the algorithm's.
-    assert client.get(ME, headers=bearer_headers(jwt.encode(claims, secret))).status_code == 200
+    assert client.get(ME, headers=bearer(jwt.encode(claims, secret))).status_code == 200
 
 
 def test_an_expired_token_is_refused(app: FastAPI, client: TestClient) -> None:
@@ -107,7 +102,7 @@ def test_an_expired_token_is_refused(app: FastAPI, client: TestClient) -> None:
     )
     assert_rejected(client, expired)
     fresh = make_token(app, subject=user.id, token_type=TokenType.ACCESS, session_id=claims["sid"])
-    assert client.get(ME, headers=bearer_headers(fresh)).status_code == 200
+    assert client.get(ME, headers=bearer(fresh)).status_code == 200
 
 
 @pytest.mark.parametrize("claim", ["sub", "sid", "exp", "typ", "aud", "iss"])

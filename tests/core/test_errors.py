@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -12,8 +13,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.core.errors import NotFound
 from app.core.middleware import UnexpectedErrorMiddleware
-
-PROBLEM = "application/problem+json"
+from tests.helpers import PROBLEM, assert_problem
 
 
 class Item(BaseModel):
@@ -41,32 +41,29 @@ def probe_client(app: FastAPI) -> TestClient:
     return TestClient(app, raise_server_exceptions=False)
 
 
-def assert_problem(response: object, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status  # type: ignore[attr-defined]
-    assert response.headers["content-type"] == PROBLEM  # type: ignore[attr-defined]
-    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
-    assert body["status"] == status
-    assert body["code"] == code
+def assert_complete_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """`assert_problem`, and every member the format promises, filled in."""
+    body = assert_problem(response, status, code)
     assert str(body["type"]).endswith(code)
     assert body["title"]
     assert body["detail"]
-    assert body["request_id"] == response.headers["x-request-id"]  # type: ignore[attr-defined]
+    assert body["request_id"] == response.headers["x-request-id"]
     return body
 
 
 def test_unknown_path_is_a_404_problem(probe_client: TestClient) -> None:
-    assert_problem(probe_client.get("/no/such/path"), 404, "not_found")
+    assert_complete_problem(probe_client.get("/no/such/path"), 404, "not_found")
 
 
 def test_wrong_method_is_a_405_problem(probe_client: TestClient) -> None:
-    assert_problem(probe_client.delete("/health/live"), 405, "method_not_allowed")
+    assert_complete_problem(probe_client.delete("/health/live"), 405, "method_not_allowed")
 
 
 def test_malformed_json_is_a_422_problem_with_field_errors(probe_client: TestClient) -> None:
     response = probe_client.post(
         "/probe/items", content=b'{"name": "x", ', headers={"content-type": "application/json"}
     )
-    body = assert_problem(response, 422, "validation_error")
+    body = assert_complete_problem(response, 422, "validation_error")
     errors = body["errors"]
     assert isinstance(errors, list)
     assert errors[0]["type"] == "json_invalid"
@@ -75,7 +72,7 @@ def test_malformed_json_is_a_422_problem_with_field_errors(probe_client: TestCli
 
 def test_invalid_fields_are_listed(probe_client: TestClient) -> None:
     response = probe_client.post("/probe/items", json={"name": "x", "count": "many"})
-    body = assert_problem(response, 422, "validation_error")
+    body = assert_complete_problem(response, 422, "validation_error")
     assert body["errors"] == [
         {
             "loc": ["body", "count"],
@@ -86,7 +83,7 @@ def test_invalid_fields_are_listed(probe_client: TestClient) -> None:
 
 
 def test_domain_error_keeps_its_code_and_detail(probe_client: TestClient) -> None:
-    body = assert_problem(probe_client.get("/probe/missing"), 404, "not_found")
+    body = assert_complete_problem(probe_client.get("/probe/missing"), 404, "not_found")
     assert body["detail"] == "No such widget."
 
 
@@ -95,7 +92,7 @@ def test_unexpected_error_is_a_500_without_internals_and_is_logged(
 ) -> None:
     with caplog.at_level(logging.ERROR):
         response = probe_client.get("/probe/boom")
-    body = assert_problem(response, 500, "internal_error")
+    body = assert_complete_problem(response, 500, "internal_error")
     assert "SELECT" not in response.text
     assert "hunter2" not in response.text
     assert "Traceback" not in response.text
@@ -127,7 +124,7 @@ def test_oversized_declared_body_is_a_413_problem(make_app: object) -> None:
         content=b'{"name": "' + b"x" * 4096 + b'", "count": 1}',
         headers={"content-type": "application/json"},
     )
-    assert_problem(response, 413, "payload_too_large")
+    assert_complete_problem(response, 413, "payload_too_large")
 
 
 def test_oversized_streamed_body_is_a_413_problem(make_app: object) -> None:
@@ -142,7 +139,7 @@ def test_oversized_streamed_body_is_a_413_problem(make_app: object) -> None:
     response = client.post(
         "/probe/items", content=chunks(), headers={"content-type": "application/json"}
     )
-    assert_problem(response, 413, "payload_too_large")
+    assert_complete_problem(response, 413, "payload_too_large")
 
 
 def test_openapi_documents_errors_as_problems(client: TestClient) -> None:
@@ -182,7 +179,7 @@ def test_a_500_carries_cors_security_and_request_id_headers(
         TestClient(cors_app, raise_server_exceptions=False) as client,
     ):
         response = client.get("/probe/boom", headers={"Origin": origin})
-    body = assert_problem(response, 500, "internal_error")
+    body = assert_complete_problem(response, 500, "internal_error")
     assert body["detail"] == "An unexpected error occurred."
     assert response.headers["access-control-allow-origin"] == origin
     assert "x-request-id" in response.headers["access-control-expose-headers"].lower()
@@ -196,7 +193,7 @@ def test_a_500_carries_cors_security_and_request_id_headers(
 def test_a_500_for_another_origin_carries_no_cors_headers(cors_app: FastAPI) -> None:
     with TestClient(cors_app, raise_server_exceptions=False) as client:
         response = client.get("/probe/boom", headers={"Origin": "https://evil.example"})
-    assert_problem(response, 500, "internal_error")
+    assert_complete_problem(response, 500, "internal_error")
     assert "access-control-allow-origin" not in response.headers
 
 

@@ -1,5 +1,6 @@
 """Password hashing (argon2id, legacy bcrypt, off the event loop) and the token codec."""
 
+import os
 import sys
 import threading
 import uuid
@@ -7,12 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
+import bcrypt as bcrypt_module
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from passlib.hash import bcrypt
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core import security
 from app.core.config import Settings
 from app.core.security import (
     HASH_THREAD_NICENESS,
@@ -23,13 +26,11 @@ from app.core.security import (
     password_fingerprint,
 )
 from app.users import service as user_service
-from tests.auth.helpers import assert_problem, in_session
+from tests.auth.helpers import in_session
 from tests.factories import API, new_user, register, sign_in
+from tests.helpers import HANG_GUARD, assert_problem
 
 DEFAULTS = Settings(SECRET_KEY="x" * 40)
-# Waiting for a concurrent event: on the event itself, never on the clock; 30 s is only a
-# guard against a hang.
-HANG_GUARD_SECONDS = 30
 
 
 def test_default_settings_hash_with_argon2id_and_owasp_parameters() -> None:
@@ -137,8 +138,6 @@ def test_a_legacy_bcrypt_hash_verifies_and_is_upgraded_on_sign_in(
 
 
 def test_the_bcrypt_backend_is_one_passlib_works_with() -> None:
-    import bcrypt as bcrypt_module
-
     major, minor = (int(part) for part in bcrypt_module.__version__.split(".")[:2])
     assert (major, minor) < (4, 1)  # passlib 1.7.4 breaks from bcrypt 4.1 on
     assert bcrypt.verify("pw", bcrypt.using(rounds=4).hash("pw"))
@@ -172,7 +171,7 @@ async def test_hashing_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) 
             running += 1
             peak = max(peak, running)
         try:
-            if not let_go.wait(timeout=HANG_GUARD_SECONDS):
+            if not let_go.wait(timeout=HANG_GUARD):
                 raise AssertionError("the test never let the hash go")
             return str(real_hash(secret))
         finally:
@@ -198,7 +197,7 @@ async def test_hashing_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) 
         return running == concurrency and waiting == 4 - concurrency
 
     try:
-        with anyio.fail_after(HANG_GUARD_SECONDS):
+        with anyio.fail_after(HANG_GUARD):
             async with anyio.create_task_group() as group:
                 for index in range(4):
                     group.start_soon(one, index)
@@ -243,8 +242,6 @@ async def test_verify_runs_in_a_worker_thread(settings: Settings) -> None:
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are Linux's")
 async def test_hashes_run_on_their_own_threads_at_a_lower_priority(settings: Settings) -> None:
     """A hash must yield the CPU to the event loop that serves every other request."""
-    import os
-
     hasher = PasswordHasher(settings)
     try:
 
@@ -308,8 +305,6 @@ def test_the_api_never_shows_a_hash(client: TestClient) -> None:
 def test_a_verified_token_is_not_verified_again(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import app.core.security as security
-
     codec = TokenCodec(settings)
     token, _ = codec.encode(subject="x", token_type=TokenType.ACCESS, lifetime=timedelta(minutes=5))
     calls = []
@@ -332,8 +327,6 @@ def test_a_verified_token_is_not_verified_again(
 def test_a_remembered_token_still_expires(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import app.core.security as security
-
     codec = TokenCodec(settings)
     token, claims = codec.encode(
         subject="x", token_type=TokenType.ACCESS, lifetime=timedelta(minutes=5)
@@ -357,8 +350,6 @@ def test_a_tampered_copy_of_a_remembered_token_is_refused(settings: Settings) ->
 
 
 def test_remembered_tokens_are_bounded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.core.security as security
-
     monkeypatch.setattr(security, "VERIFIED_TOKENS_REMEMBERED", 3)
     codec = TokenCodec(settings)
     for n in range(10):
