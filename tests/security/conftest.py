@@ -6,13 +6,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from tests.factories import ADMIN_SETTINGS
 from tests.security import fuzzing
-from tests.security.helpers import ADMIN_SETTINGS
 
 
 @pytest.fixture
 def admin_app(make_app: Callable[..., FastAPI]) -> FastAPI:
-    """An app whose start-up created the admin of `helpers.ADMIN_SETTINGS`."""
+    """An app whose start-up created the admin of `tests.factories.ADMIN_SETTINGS`."""
     return make_app(**ADMIN_SETTINGS)
 
 

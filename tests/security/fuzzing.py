@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import EXPLORE, empty_all_tables
-from tests.factories import API, SignedInUser, new_user
-from tests.security.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, make_admin, operations
+from tests.factories import API, SignedInUser, new_user, sign_in_admin
+from tests.security.helpers import operations
 
 # A plain run fuzzes with one fixed seed; TEST_EXPLORE=1 draws a fresh one (tests/conftest.py).
 PINNED_SEED = 2835557656
@@ -149,7 +149,7 @@ class FuzzTarget:
 
     def _sign_in(self) -> SignedInUser:
         if self.admin:
-            return make_admin(self.client, ADMIN_EMAIL, ADMIN_PASSWORD)
+            return sign_in_admin(self.client)  # type: ignore[arg-type]
         return new_user(self.client)  # type: ignore[arg-type]
 
     @property

@@ -17,9 +17,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from app.auth.dependencies import require_admin
-from tests.factories import API, SignedInUser, new_user, unique_email
-
-PROBLEM = "application/problem+json"
+from tests.factories import API, SignedInUser
 
 
 class Client(Protocol):
@@ -215,43 +213,6 @@ def owned_params(client: Client, owner: SignedInUser, operation: Operation) -> d
     missing = [name for name in operation.path_params if name not in OWNED]
     assert not missing, f"{operation}: add a factory for {missing} to tests/security/helpers.OWNED"
     return {name: OWNED[name](client, owner) for name in operation.path_params}
-
-
-def make_admin(client: Client, admin_email: str, admin_password: str) -> SignedInUser:
-    """Sign in the start-up admin (see `ADMIN_SETTINGS`)."""
-    response = client.post(
-        f"{API}/auth/token", data={"username": admin_email, "password": admin_password}
-    )
-    assert response.status_code == 200, response.text
-    tokens = response.json()
-    me = client.get(f"{API}/users/me", headers=bearer(tokens["access_token"])).json()
-    return SignedInUser(
-        id=me["id"],
-        email=admin_email,
-        password=admin_password,
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-    )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-ADMIN_EMAIL = "root-admin@example.com"
-ADMIN_PASSWORD = "admin-password-for-tests"
-ADMIN_SETTINGS = {"FIRST_ADMIN_EMAIL": ADMIN_EMAIL, "FIRST_ADMIN_PASSWORD": ADMIN_PASSWORD}
-
-__all__ = [
-    "ADMIN_SETTINGS",
-    "API",
-    "Operation",
-    "SignedInUser",
-    "new_user",
-    "operations",
-    "owned_params",
-    "unique_email",
-]
 
 
 def walk_pages(

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.factories import new_user
-from tests.security.helpers import PROBLEM, Operation, operations, owned_params
+from tests.helpers import PROBLEM
+from tests.security.helpers import OWNED, Operation, operations, owned_params
 
 
 def _id_operations(app: FastAPI) -> list[Operation]:
@@ -21,8 +22,6 @@ def _id_operations(app: FastAPI) -> list[Operation]:
 
 
 def test_every_id_parameter_has_a_factory(app: FastAPI) -> None:
-    from tests.security.helpers import OWNED
-
     names = {name for op in _id_operations(app) for name in op.path_params}
     assert names, "no id-taking operation found: is the API mounted?"
     assert names <= set(OWNED), f"teach tests/security/helpers.OWNED {names - set(OWNED)}"

@@ -7,6 +7,8 @@ throttling, and enumeration: unknown and known accounts get the same answer afte
 work.
 """
 
+import base64
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -21,16 +23,18 @@ from jose import jwt
 from app.core.config import Settings
 from app.core.security import TokenCodec, TokenType
 from tests.conftest import TEST_SECRET
-from tests.factories import API, DEFAULT_PASSWORD, SignedInUser, new_user, register, sign_in
-from tests.security.helpers import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    PROBLEM,
-    Operation,
+from tests.factories import (
+    API,
+    DEFAULT_PASSWORD,
+    SignedInUser,
     bearer,
-    make_admin,
-    operations,
+    new_user,
+    register,
+    sign_in,
+    sign_in_admin,
 )
+from tests.helpers import PROBLEM
+from tests.security.helpers import Operation, operations
 
 # Operations anyone may call. A new route missing from here must declare its security.
 PUBLIC = {
@@ -57,9 +61,6 @@ def _forge(claims: dict[str, Any], key: str = TEST_SECRET, algorithm: str = "HS2
 
 
 def _alg_none(claims: dict[str, Any]) -> str:
-    import base64
-    import json
-
     def part(value: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
@@ -137,7 +138,7 @@ def test_the_good_token_still_works(client: TestClient) -> None:
 
 def test_revoked_deleted_and_deactivated_users_tokens_die(admin_app: FastAPI) -> None:
     with TestClient(admin_app) as client:
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         logged_out, deleted, deactivated, other_session = (new_user(client) for _ in range(4))
 
         assert client.post(f"{API}/auth/logout", headers=logged_out.headers).status_code == 204
@@ -264,7 +265,7 @@ def _without_request_id(response: Any) -> dict[str, Any]:
 
 def test_sign_in_does_not_say_whether_the_account_exists(admin_app: FastAPI) -> None:
     with TestClient(admin_app) as client:
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         known = register(client)
         inactive = new_user(client)
         client.patch(f"{API}/users/{inactive.id}", json={"is_active": False}, headers=admin.headers)
@@ -298,7 +299,7 @@ def test_every_failed_sign_in_costs_one_hash_verification(admin_app: FastAPI, ac
     """No timing oracle: an unknown or inactive account takes the same path as a wrong
     password, one full hash verification (against a dummy hash when there is no account)."""
     with TestClient(admin_app) as client:
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         user = new_user(client)
         if account == "deactivated":
             client.patch(f"{API}/users/{user.id}", json={"is_active": False}, headers=admin.headers)

@@ -13,17 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.factories import API, new_user
-from tests.security.helpers import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    Operation,
-    json_keys,
-    make_admin,
-    operations,
-    owned_params,
-    walk_schema,
-)
+from tests.factories import API, new_user, sign_in_admin
+from tests.security.helpers import Operation, json_keys, operations, owned_params, walk_schema
 
 SERVER_OWNED = {
     "id": str(uuid.uuid4()),
@@ -82,7 +73,7 @@ def test_sending_a_server_owned_field_is_refused_by_every_operation(
     admin_app: FastAPI,
 ) -> None:
     with TestClient(admin_app) as client:
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         for operation in _body_operations(admin_app):
             caller = admin if operation.admin_only else new_user(client)
             if operation.form_body:
@@ -136,7 +127,7 @@ def test_no_answer_carries_a_secret_or_another_users_data(admin_app: FastAPI) ->
             seen.append(str(operation))
         assert seen
         # The admin views of accounts show no secrets either.
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         for url in (f"{API}/users", f"{API}/users/{user.id}"):
             body = client.get(url, headers=admin.headers).json()
             assert not set(json_keys(body)) & (SECRET_FIELDS | TOKEN_FIELDS), url

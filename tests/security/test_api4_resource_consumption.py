@@ -23,18 +23,16 @@ from app.projects.models import NAME_MAX_LENGTH as PROJECT_NAME_MAX_LENGTH
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, MAX_LABELS_PER_TASK, TITLE_MAX_LENGTH
 from app.tasks.schemas import MAX_BULK_OPERATIONS, MAX_FILTER_VALUES, Q_MAX_LENGTH
 from app.users.models import FULL_NAME_MAX_LENGTH
-from tests.factories import API, SignedInUser, new_user, register, unique_email
-from tests.security.helpers import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    PROBLEM,
-    Operation,
-    leaf_types,
-    make_admin,
-    operations,
-    owned_params,
-    resolve,
+from tests.factories import (
+    API,
+    SignedInUser,
+    new_user,
+    register,
+    sign_in_admin,
+    unique_email,
 )
+from tests.helpers import PROBLEM
+from tests.security.helpers import Operation, leaf_types, operations, owned_params, resolve
 
 # Strings whose length is bounded by something other than maxLength.
 BOUNDED_OTHERWISE = {
@@ -80,7 +78,7 @@ def test_every_string_and_array_input_is_bounded(app: FastAPI) -> None:
 
 def test_a_page_too_large_or_empty_is_refused(admin_app: FastAPI) -> None:
     with TestClient(admin_app) as client:
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         for operation in _list_operations(admin_app):
             url = operation.url(**owned_params(client, admin, operation))
             for limit, status in (
@@ -95,7 +93,7 @@ def test_a_page_too_large_or_empty_is_refused(admin_app: FastAPI) -> None:
 
 def test_one_character_too_many_is_refused_everywhere(admin_app: FastAPI) -> None:
     with TestClient(admin_app) as client:
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         checked = 0
         for operation in operations(admin_app):
             if operation.form_body:
@@ -201,7 +199,7 @@ def test_password_recovery_is_rate_limited(make_app: Callable[..., FastAPI]) -> 
 
 def test_a_cursor_is_bounded_and_signed(admin_app: FastAPI) -> None:
     with TestClient(admin_app) as client:
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         for operation in _list_operations(admin_app):
             url = operation.url(**owned_params(client, admin, operation))
             huge = client.get(url, params={"cursor": "a" * 5000}, headers=admin.headers)
@@ -216,7 +214,7 @@ def test_nul_characters_are_refused_everywhere(admin_app: FastAPI) -> None:
     """PostgreSQL cannot store NUL in text (it was a 500 there) and SQLite would store it: the
     edge refuses it in query strings, JSON and forms alike, on every database."""
     with TestClient(admin_app) as client:
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         user = new_user(client)
         answers = {
             "json": client.patch(

@@ -11,16 +11,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.factories import new_user
-from tests.security.helpers import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    PROBLEM,
-    Operation,
-    make_admin,
-    operations,
-    owned_params,
-)
+from tests.factories import new_user, sign_in_admin
+from tests.helpers import PROBLEM
+from tests.security.helpers import Operation, operations, owned_params
 
 # The operations that must be admin-only; the route table may add more, never fewer.
 MUST_BE_ADMIN_ONLY = {
@@ -60,7 +53,7 @@ def test_every_admin_operation_refuses_a_plain_user(admin_app: FastAPI) -> None:
                 assert response.status_code == status, f"{operation}: {response.text}"
                 assert response.headers["content-type"] == PROBLEM
             # The refused call changed nothing: the target is still there and still a user.
-            admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+            admin = sign_in_admin(client)
             seen = client.get(f"/api/v1/users/{target.id}", headers=admin.headers).json()
             assert seen["role"] == "user"
             assert seen["is_active"] is True
@@ -70,7 +63,7 @@ def test_every_admin_operation_refuses_a_plain_user(admin_app: FastAPI) -> None:
 
 def test_every_admin_operation_works_for_an_admin(admin_app: FastAPI) -> None:
     with TestClient(admin_app) as client:
-        admin = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = sign_in_admin(client)
         for operation in _admin_operations(admin_app):
             target = new_user(client)
             url = operation.url(**owned_params(client, target, operation))
@@ -83,7 +76,7 @@ def test_every_admin_operation_works_for_an_admin(admin_app: FastAPI) -> None:
 
 def test_a_demoted_admin_loses_the_power_at_once(admin_app: FastAPI) -> None:
     with TestClient(admin_app) as client:
-        root = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        root = sign_in_admin(client)
         made = client.post(
             "/api/v1/users",
             json={
@@ -94,7 +87,7 @@ def test_a_demoted_admin_loses_the_power_at_once(admin_app: FastAPI) -> None:
             headers=root.headers,
         )
         assert made.status_code == 201, made.text
-        second = make_admin(client, "second-admin@example.com", "second-admin-pw")
+        second = sign_in_admin(client, email="second-admin@example.com", password="second-admin-pw")
         assert client.get("/api/v1/users", headers=second.headers).status_code == 200
         demoted = client.patch(
             f"/api/v1/users/{second.id}", json={"role": "user"}, headers=root.headers
@@ -105,7 +98,7 @@ def test_a_demoted_admin_loses_the_power_at_once(admin_app: FastAPI) -> None:
 
 def test_a_deactivated_admin_is_refused(admin_app: FastAPI) -> None:
     with TestClient(admin_app) as client:
-        root = make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        root = sign_in_admin(client)
         client.post(
             "/api/v1/users",
             json={
@@ -115,7 +108,7 @@ def test_a_deactivated_admin_is_refused(admin_app: FastAPI) -> None:
             },
             headers=root.headers,
         )
-        other = make_admin(client, "other-admin@example.com", "other-admin-pw")
+        other = sign_in_admin(client, email="other-admin@example.com", password="other-admin-pw")
         off = client.patch(
             f"/api/v1/users/{other.id}", json={"is_active": False}, headers=root.headers
         )

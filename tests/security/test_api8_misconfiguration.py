@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from app.auth.dependencies import get_auth
 from app.core.config import EXAMPLE_SECRET_KEY, Settings
 from tests.factories import API, new_user
-from tests.security.helpers import PROBLEM, operations
+from tests.helpers import PROBLEM
+from tests.security.helpers import operations
 
 ALLOWED = "https://app.example.com"
 EVIL = "https://evil.example.net"

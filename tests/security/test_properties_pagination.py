@@ -20,8 +20,16 @@ from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
 from app.users.models import Role, User
-from tests.factories import API
-from tests.security.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, SignedInUser, make_admin, walk_pages
+from tests.factories import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    API,
+    SignedInUser,
+    new_user,
+    sign_in,
+    sign_in_admin,
+)
+from tests.security.helpers import walk_pages
 
 PROPERTY_SETTINGS = settings(
     max_examples=25,
@@ -44,7 +52,7 @@ ROW = st.fixed_dictionaries(
 @pytest.fixture
 def admin_client(admin_app: FastAPI) -> Iterator[tuple[TestClient, SignedInUser]]:
     with TestClient(admin_app) as client:
-        yield client, make_admin(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+        yield client, sign_in_admin(client)
 
 
 def _replace_users(engine: Engine, rows: list[dict[str, Any]]) -> None:
@@ -113,8 +121,6 @@ def test_user_pages_equal_the_reference(
 @PROPERTY_SETTINGS
 def test_session_pages_equal_the_reference(client: TestClient, signins: int, limit: int) -> None:
     """The caller's sessions, newest first, each once; nobody else's."""
-    from tests.factories import new_user, sign_in
-
     user, other = new_user(client), new_user(client)
     for _ in range(signins - 1):
         sign_in(client, user.email)
@@ -174,8 +180,6 @@ def test_task_pages_equal_the_reference(
 ) -> None:
     """Every matching task exactly once, in the order asked, empty due dates last; ties may
     break either way on the id, so the order is checked on the sort key."""
-    from tests.factories import new_user
-
     owner, other = new_user(client), new_user(client)
     created: dict[str, dict[str, Any]] = {}
     for index, task in enumerate(tasks):
