@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import API, new_user
-from tests.tasks.helpers import MISSING_ID, assert_problem, make_label, make_task, walk
+from tests.factories import API, make_label, make_task, new_user
+from tests.helpers import MISSING_ID, assert_problem, walk
 
 
 def test_create_read_update_delete(client: TestClient) -> None:

@@ -5,15 +5,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import API, new_user
-from tests.tasks.helpers import (
-    MISSING_ID,
-    assert_problem,
-    inbox_id,
-    make_project,
-    make_task,
-    walk,
-)
+from tests.factories import API, inbox_id, make_project, make_task, new_user
+from tests.helpers import MISSING_ID, assert_problem, walk
 
 
 def test_every_account_gets_an_undeletable_inbox(client: TestClient) -> None:

@@ -1,7 +1,5 @@
 """Project services on the real database."""
 
-import uuid
-
 import pytest
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -11,19 +9,12 @@ from app.projects import service
 from app.projects.exceptions import InboxUndeletable, ProjectNotFound
 from app.tasks import service as task_service
 from app.tasks.models import Task
-from app.users import service as user_service
-
-
-async def _user(session: AsyncSession) -> uuid.UUID:
-    user = await user_service.create_user(
-        session, email=f"{uuid.uuid4().hex[:10]}@example.com", hashed_password="x"
-    )
-    return user.id
+from tests.factories import make_user
 
 
 @pytest.mark.anyio
 async def test_inbox_is_made_with_the_account_and_stays(db_session: AsyncSession) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     inbox_id = await service.inbox_id(db_session, owner_id=owner)
     inbox = await service.get_project(db_session, owner_id=owner, project_id=inbox_id)
     assert (inbox.name, inbox.is_inbox) == ("Inbox", True)
@@ -34,7 +25,7 @@ async def test_inbox_is_made_with_the_account_and_stays(db_session: AsyncSession
 
 @pytest.mark.anyio
 async def test_trash_and_restore_take_the_tasks_along(db_session: AsyncSession) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     project = await service.create_project(db_session, owner_id=owner, name="p")
     tasks = [
         await task_service.create_task(
@@ -57,7 +48,7 @@ async def test_trash_and_restore_take_the_tasks_along(db_session: AsyncSession) 
 
 @pytest.mark.anyio
 async def test_list_hides_trash_and_filters_archived(db_session: AsyncSession) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     archived = await service.create_project(db_session, owner_id=owner, name="a", is_archived=True)
     gone = await service.create_project(db_session, owner_id=owner, name="g")
     await service.trash_project(db_session, gone)
