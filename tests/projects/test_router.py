@@ -204,4 +204,3 @@ def test_malformed_ids_and_anonymous(client: TestClient) -> None:
         response = client.request(method, f"{API}{path}", headers=user.headers, json={})
         assert_problem(response, 422, "validation_error")
     assert_problem(client.get(f"{API}/projects"), 401)
-    assert_problem(client.get(f"{API}/trash"), 401)
