@@ -4,17 +4,17 @@ import uuid
 from typing import Literal
 
 from pydantic import ConfigDict
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from app.core.schemas import Email, InputModel, Instant, Password
+from app.core.schemas import Email, InputModel, Instant, Password, PublicModel
 
 TOKEN_MAX_LENGTH = 4096
 
 
-class TokenPair(SQLModel):
+class TokenPair(PublicModel):
     """What a successful sign-in or refresh returns."""
 
-    model_config = ConfigDict(  # type: ignore[assignment]
+    model_config = ConfigDict(
         json_schema_extra={
             "example": {
                 "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
@@ -44,13 +44,13 @@ class PasswordResetRequest(InputModel):
     new_password: Password
 
 
-class Accepted(SQLModel):
+class Accepted(PublicModel):
     detail: str = Field(
         schema_extra={"examples": ["If the account exists, a reset link is on its way."]}
     )
 
 
-class SessionPublic(SQLModel):
+class SessionPublic(PublicModel):
     """One active sign-in of the caller."""
 
     id: uuid.UUID

@@ -1,8 +1,7 @@
 """Field types shared by every area's request and response models."""
 
 from datetime import UTC, datetime
-from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -14,7 +13,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
-    create_model,
 )
 from sqlmodel import SQLModel
 
@@ -109,37 +107,8 @@ def name_constraints(max_length: int) -> StringConstraints:
     )
 
 
-_PLAIN_COPIES: dict[type[BaseModel], type[BaseModel]] = {}
+class PublicModel(BaseModel):
+    """Base of response models: plain pydantic (SQLModel's own `__init__` would validate every
+    instance twice), read from ORM instances by attribute."""
 
-
-def plain_copy(model: type[BaseModel]) -> type[BaseModel]:
-    """`model`'s fields on a plain pydantic model, for responses on the hottest paths.
-
-    SQLModel classes define their own `__init__`, so pydantic builds every instance through
-    it and validates twice; on a page of tasks that was a sixth of the request's CPU. The
-    copy has the same fields (the same `FieldInfo`: types, constraints, serializers), so it
-    validates and serializes exactly alike; models nested in `list[...]` or `X | None` are
-    copied too. Documentation keeps using the original (`response_model`).
-    """
-    copy = _PLAIN_COPIES.get(model)
-    if copy is None:
-        fields: dict[str, Any] = {
-            name: (_plain_annotation(field.annotation), field)
-            for name, field in model.model_fields.items()
-        }
-        name = f"{model.__name__}Plain"
-        copy = create_model(name, __base__=BaseModel, __module__=model.__module__, **fields)
-        _PLAIN_COPIES[model] = copy
-    return copy
-
-
-def _plain_annotation(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return plain_copy(annotation)
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is list:
-        return list[_plain_annotation(args[0])]  # type: ignore[misc]
-    if origin in (Union, UnionType):
-        plain = tuple(_plain_annotation(arg) for arg in args)
-        return Union[plain]  # noqa: UP007 - built from a runtime tuple
-    return annotation
+    model_config = ConfigDict(from_attributes=True)

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import select
@@ -21,10 +21,17 @@ class Versioned(Protocol):
     updated_at: datetime
 
 
+def bumped(version: Any, now: datetime) -> dict[str, Any]:
+    """The values one change writes besides its own: the next version (so the ETag moves on)
+    and the instant. `version` is the current one, or the version column itself in an UPDATE
+    of many rows (`bumped(Task.version, now)`)."""
+    return {"version": version + 1, "updated_at": now}
+
+
 def touch(row: Versioned, *, now: datetime | None = None) -> None:
-    """Record one change to `row`: the version (and so the ETag) moves on."""
-    row.version += 1
-    row.updated_at = now or utcnow()
+    """Record one change to an ORM row: `bumped` applied to it."""
+    for name, value in bumped(row.version, now or utcnow()).items():
+        setattr(row, name, value)
 
 
 async def flush_versioned(session: AsyncSession, row: Versioned) -> None:

@@ -3,9 +3,9 @@
 import uuid
 from typing import Annotated
 
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from app.core.schemas import InputModel, Instant, name_constraints
+from app.core.schemas import InputModel, Instant, PublicModel, name_constraints
 from app.labels.models import NAME_MAX_LENGTH
 from app.projects.schemas import Color
 
@@ -26,7 +26,7 @@ class LabelUpdate(InputModel):
     color: Color | None = None
 
 
-class LabelBrief(SQLModel):
+class LabelBrief(PublicModel):
     """A label as shown inside a task."""
 
     id: uuid.UUID

@@ -5,9 +5,9 @@ from typing import Annotated
 
 from pydantic import Field as PydanticField
 from pydantic import StrictBool, StringConstraints
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
-from app.core.schemas import InputModel, Instant, name_constraints
+from app.core.schemas import InputModel, Instant, PublicModel, name_constraints
 from app.projects.models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
 
 # "#rrggbb"; shared by projects and labels.
@@ -42,7 +42,7 @@ class ProjectUpdate(InputModel):
     is_archived: StrictBool = Field(default=None)
 
 
-class ProjectPublic(SQLModel):
+class ProjectPublic(PublicModel):
     """A project as the API shows it."""
 
     id: uuid.UUID

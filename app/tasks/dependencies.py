@@ -22,7 +22,7 @@ async def get_owned_task_for_update(task_id: TaskId, user: ActiveUser, session: 
     """The caller's live task, locked for the rest of the transaction (on PostgreSQL).
 
     404 for a missing, trashed or someone else's task. (Reading one task needs no ORM
-    instance: GET uses `service.read_task`.)
+    instance: GET uses `service.read_task_document`.)
     """
     return await service.get_task(session, owner_id=user.id, task_id=task_id, for_update=True)
 

@@ -15,14 +15,13 @@ from app.core.http import (
     IfNoneMatchHeader,
     etag_for,
     if_none_match_matches,
-    json_response,
     location_of,
 )
 from app.core.pagination import CursorCodec, CursorCodecDep, Page
 from app.core.query import query_parameters
 from app.core.routing import AppRouter
 from app.projects.dependencies import OwnedProject
-from app.tasks import service
+from app.tasks import bulk, listing, service
 from app.tasks.dependencies import (
     ProjectTaskListQueryDep,
     TaskForUpdate,
@@ -31,6 +30,7 @@ from app.tasks.dependencies import (
     TaskListQueryDep,
 )
 from app.tasks.models import Task
+from app.tasks.prebuilt import TaskDocument
 from app.tasks.schemas import (
     BulkRequest,
     BulkResult,
@@ -61,7 +61,7 @@ async def _page(
     *,
     project_id: uuid.UUID | None,
 ) -> Response:
-    tasks = await service.list_tasks(
+    tasks = await listing.list_tasks(
         session,
         owner_id=user.id,
         filters=query.filters(project_id=project_id),
@@ -72,12 +72,17 @@ async def _page(
     return Response(content=tasks.json(), media_type="application/json")
 
 
-def _created(task: TaskPublic, request: Request) -> Response:
-    headers = {
-        "ETag": etag_for(task.version),
-        "Location": location_of(request, "read_task", task_id=task.id),
-    }
-    return json_response(task, status_code=status.HTTP_201_CREATED, headers=headers)
+def _document(document: TaskDocument, *, status_code: int = 200, **headers: str) -> Response:
+    headers = {"ETag": etag_for(document.version), **headers}
+    return Response(document.json, status_code, headers, media_type="application/json")
+
+
+def _created(task: Task, request: Request) -> Response:
+    public = service.to_public(task)
+    location = location_of(request, "read_task", task_id=task.id)
+    return _document(
+        TaskDocument.of(public), status_code=status.HTTP_201_CREATED, Location=location
+    )
 
 
 @router.get(
@@ -105,7 +110,7 @@ async def create_task(
     data: TaskCreate, user: ActiveUser, session: SessionDep, request: Request
 ) -> Response:
     """Create a task at the end of its project (the Inbox unless `project_id` is given)."""
-    task = await service.create_task_public(session, owner_id=user.id, **data.model_dump())
+    task = await service.create_task(session, owner_id=user.id, **data.model_dump())
     return _created(task, request)
 
 
@@ -121,7 +126,7 @@ async def bulk_tasks(data: BulkRequest, user: ActiveUser, session: SessionDep) -
     Operations: `update` (`fields` as in PATCH), `complete`, `move` (`project_id`; a subtask
     moved on its own leaves its parent), `add_labels` / `remove_labels` (`label_ids`), `delete`.
     """
-    return await service.bulk(session, owner_id=user.id, operations=data.operations)
+    return await bulk.bulk(session, owner_id=user.id, operations=data.operations)
 
 
 @router.api_route("/tasks/bulk", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
@@ -143,12 +148,10 @@ async def read_task(
     if_none_match: IfNoneMatchHeader = None,
 ) -> Response:
     """One task; 304 with no body when `If-None-Match` names its current ETag."""
-    row = await service.read_task_row(session, owner_id=user.id, task_id=task_id)
-    etag = etag_for(row["version"])
-    if if_none_match_matches(if_none_match, row["version"]):
-        return Response(status_code=304, headers={"ETag": etag})
-    body = service.TASK_JSON.dumps(service.TASK_JSON.item(row))
-    return Response(content=body, media_type="application/json", headers={"ETag": etag})
+    task = await service.read_task_document(session, owner_id=user.id, task_id=task_id)
+    if if_none_match_matches(if_none_match, task.version):
+        return Response(status_code=304, headers={"ETag": etag_for(task.version)})
+    return _document(task)
 
 
 @router.patch(
@@ -174,7 +177,7 @@ async def update_task(
     task = await service.patch_task(
         session, owner_id=user.id, task_id=task_id, changes=changes, if_match=if_match
     )
-    return json_response(task, headers={"ETag": etag_for(task.version)})
+    return _document(task)
 
 
 @router.delete(
@@ -242,5 +245,5 @@ async def create_project_task(
 ) -> Response:
     """Create a task at the end of this project."""
     fields = {**data.model_dump(), "project_id": project.id}
-    task = await service.create_task_public(session, owner_id=user.id, **fields)
+    task = await service.create_task(session, owner_id=user.id, **fields)
     return _created(task, request)

@@ -3,14 +3,14 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal, Self
+from typing import Annotated, Literal, Self
 
 from fastapi import Query
 from pydantic import StringConstraints, model_validator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
 from app.core.pagination import PageQuery
-from app.core.schemas import NUMBER_ONLY, InputModel, Instant, InstantIn, plain_copy
+from app.core.schemas import NUMBER_ONLY, InputModel, Instant, InstantIn, PublicModel
 from app.labels.schemas import LabelBrief
 from app.tasks.models import (
     DESCRIPTION_MAX_LENGTH,
@@ -96,7 +96,7 @@ class TaskUpdate(InputModel):
         return self
 
 
-class TaskPublic(SQLModel):
+class TaskPublic(PublicModel):
     """A task as the API shows it; instants are ISO 8601 with their UTC offset."""
 
     id: uuid.UUID
@@ -114,14 +114,6 @@ class TaskPublic(SQLModel):
     version: int
     created_at: Instant
     updated_at: Instant
-
-
-# TaskPublic as a plain pydantic model (see `plain_copy`): the hot reads build these from rows;
-# they serialize exactly as TaskPublic does. To the type checker it is what it copies.
-if TYPE_CHECKING:
-    TaskPublicPlain = TaskPublic
-else:
-    TaskPublicPlain = plain_copy(TaskPublic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +269,7 @@ class BulkRequest(InputModel):
     operations: list[BulkOperation] = Field(min_length=1, max_length=MAX_BULK_OPERATIONS)
 
 
-class BulkResult(SQLModel):
+class BulkResult(PublicModel):
     """The tasks as they are after every operation, and the ids that went to the trash."""
 
     tasks: list[TaskPublic]

@@ -3,12 +3,10 @@
 import uuid
 from typing import Literal
 
-from sqlmodel import SQLModel
-
-from app.core.schemas import Instant
+from app.core.schemas import Instant, PublicModel
 
 
-class TrashItem(SQLModel):
+class TrashItem(PublicModel):
     """A project or task deleted on its own (what was deleted along with it comes back too)."""
 
     kind: Literal["project", "task"]
@@ -19,7 +17,7 @@ class TrashItem(SQLModel):
     purge_after: Instant
 
 
-class PurgeResult(SQLModel):
+class PurgeResult(PublicModel):
     """How many trash roots a purge removed (their dependants went with them)."""
 
     tasks: int

@@ -42,7 +42,7 @@ from app.core.db import Database, DriverQuery, driver_connection
 from app.core.db.driver_query import _driver_in_transaction
 from app.core.models import table_of, utcnow
 from app.projects import service as project_service
-from app.tasks import service as task_service
+from app.tasks import prebuilt
 from app.tasks.models import Task
 from app.users.models import User
 
@@ -110,13 +110,13 @@ async def test_driver_reads_equal_sqlalchemy_reads_types_included(
         async with database.read_session() as session:
             assert (driver_connection(session) is not None) is settings.is_postgres
             checks = [
-                (task_service._READ_ONE, {"task_id": task.id, "owner_id": owner_id}),
+                (prebuilt.READ_ONE, {"task_id": task.id, "owner_id": owner_id}),
                 (
-                    task_service._LAST_POSITION,
+                    prebuilt.LAST_POSITION,
                     {"owner_id": owner_id, "project_id": task.project_id},
                 ),
                 (project_service._INBOX_ID, {"owner_id": owner_id}),
-                (task_service._INBOX_END, {"owner_id": owner_id}),
+                (prebuilt.INBOX_END, {"owner_id": owner_id}),
             ]
             for query, params in checks:
                 by_driver, plain = await _both_ways(session, query, params)
@@ -126,11 +126,11 @@ async def test_driver_reads_equal_sqlalchemy_reads_types_included(
                     expected = plain[name]
                     assert isinstance(value, type(expected)), (name, value, expected)
                     assert str(value) == str(expected), name
-            row = await task_service._READ_ONE.fetch_one(
+            row = await prebuilt.READ_ONE.fetch_one(
                 session, {"task_id": task.id, "owner_id": owner_id}
             )
             assert row is not None
-            public = task_service._public_from_row(row)
+            public = prebuilt.task_from_row(row)
             assert public.labels[0].name == "Zeta"
             assert public.due_at is not None
             assert public.due_at.utcoffset() is not None
@@ -180,10 +180,10 @@ async def test_a_driver_read_sees_what_its_session_wrote_before_commit(
         async with database.sessionmaker() as session:
             owner_id, task = await _owner_with_a_labelled_task(session)
             params = {"task_id": task.id, "owner_id": owner_id}
-            assert await task_service._READ_ONE.fetch_one(session, params) is not None
+            assert await prebuilt.READ_ONE.fetch_one(session, params) is not None
             await session.rollback()
         async with database.sessionmaker() as session:
-            assert await task_service._READ_ONE.fetch_one(session, params) is None
+            assert await prebuilt.READ_ONE.fetch_one(session, params) is None
 
 
 async def test_in_a_write_session_a_driver_query_runs_inside_its_transaction(

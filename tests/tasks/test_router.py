@@ -1,11 +1,18 @@
 """Tasks over HTTP: CRUD, limits, subtasks, ordering, filters, sorts, paging, ETags, bulk, trash."""
 
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.auth.dependencies import ActiveUser
+from app.core.db import SessionDep
+from app.core.errors import AppError
+from app.tasks import service as task_service
 from tests.factories import API, SignedInUser, new_user
 from tests.tasks.helpers import (
     MISSING_ID,
@@ -821,3 +828,31 @@ def test_bulk_path_takes_only_post(client: TestClient, method: str) -> None:
     response = client.request(method, f"{API}/tasks/bulk", headers=user.headers, json={})
     assert_problem(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
+
+
+class _FailAfterWriting(AppError):
+    status_code = 409
+    code = "probe_failed_after_writing"
+
+
+@pytest.mark.parametrize("changes", [{"title": "after"}, {"title": "after", "label_ids": []}])
+def test_a_request_that_changes_a_task_then_fails_leaves_it_unchanged(
+    make_app: Callable[..., FastAPI], changes: dict[str, Any]
+) -> None:
+    """Every write is the request's: a later failure undoes the PATCH, whichever path it
+    took, with the token cache cold (first request) and warm (the second, on PostgreSQL,
+    where the PATCH's statements are then the transaction's first)."""
+    app = make_app()
+
+    @app.post("/probe/patch-then-fail/{task_id}")
+    async def patch_then_fail(task_id: uuid.UUID, user: ActiveUser, session: SessionDep) -> None:
+        await task_service.patch_task(session, owner_id=user.id, task_id=task_id, changes=changes)
+        raise _FailAfterWriting()
+
+    with TestClient(app) as client:
+        user = new_user(client)
+        task = client.post(f"{API}/tasks", headers=user.headers, json={"title": "before"}).json()
+        for _ in range(2):  # cold, then warm
+            failed = client.post(f"/probe/patch-then-fail/{task['id']}", headers=user.headers)
+            assert failed.status_code == 409
+            assert _get(client, user, task["id"]).json() == task

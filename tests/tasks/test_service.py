@@ -19,7 +19,7 @@ from app.core.models import new_id
 from app.core.pagination import CursorCodec, InvalidCursor, PageParams
 from app.projects import service as project_service
 from app.projects.models import Project
-from app.tasks import position, service
+from app.tasks import listing, ordering, position, prebuilt, service
 from app.tasks.exceptions import ContainerInTrash, TaskCycle, TaskNotFound
 from app.tasks.models import Task, TaskStatus
 from app.tasks.schemas import TaskFilters
@@ -43,7 +43,7 @@ async def _walk(
     ids: list[uuid.UUID] = []
     cursor = None
     while True:
-        page = await service.list_tasks(
+        page = await listing.list_tasks(
             session,
             owner_id=owner_id,
             filters=TaskFilters(**filters),  # type: ignore[arg-type]
@@ -99,7 +99,7 @@ def test_keys_before_the_first_and_between_integers() -> None:
 @pytest.mark.anyio
 async def test_keyset_walks_thousands_of_rows_exactly_once(db_session: AsyncSession) -> None:
     owner = await _user(db_session)
-    inbox = await project_service.get_inbox(db_session, owner_id=owner)
+    inbox_id = await project_service.inbox_id(db_session, owner_id=owner)
     base = datetime(2026, 1, 1, tzinfo=UTC)
     keys = position.keys_after(None, 1500)
     rng = random.Random(7)
@@ -107,7 +107,7 @@ async def test_keyset_walks_thousands_of_rows_exactly_once(db_session: AsyncSess
         Task(
             id=new_id(),
             owner_id=owner,
-            project_id=inbox.id,
+            project_id=inbox_id,
             title=f"t{rng.randrange(50):02d}",
             priority=rng.randrange(5),
             status=rng.choice(list(TaskStatus)),
@@ -129,7 +129,7 @@ async def test_keyset_walks_thousands_of_rows_exactly_once(db_session: AsyncSess
         )
     ).all()
     assert sorted(todo) == sorted(expected)
-    page = await service.list_tasks(
+    page = await listing.list_tasks(
         db_session,
         owner_id=owner,
         filters=TaskFilters(),
@@ -139,7 +139,7 @@ async def test_keyset_walks_thousands_of_rows_exactly_once(db_session: AsyncSess
     )
     assert (len(page.items), page.total) == (20, 1500)
     with pytest.raises(InvalidCursor):
-        await service.list_tasks(
+        await listing.list_tasks(
             db_session,
             owner_id=owner,
             filters=TaskFilters(),
@@ -187,7 +187,7 @@ async def test_moving_into_a_crowded_gap_rebalances_keys(
 ) -> None:
     owner = await _user(db_session)
     tasks = [await service.create_task(db_session, owner_id=owner, title=f"{i}") for i in range(3)]
-    monkeypatch.setattr(service, "POSITION_REBALANCE_LENGTH", 4)
+    monkeypatch.setattr(ordering, "POSITION_REBALANCE_LENGTH", 4)
     for _ in range(12):
         await service.update_task(db_session, tasks[2], {"after_id": tasks[0].id})
         await service.update_task(db_session, tasks[1], {"after_id": tasks[0].id})
@@ -259,23 +259,23 @@ async def test_list_statements_are_built_once_per_shape_and_values_stay_paramete
     from app.core import pagination
 
     builds: list[int] = []
-    real_segments = pagination._segments
+    real_statements = pagination._page_statements
 
-    def counting_segments(*args: object, **kwargs: object) -> list[object]:
+    def counting_statements(*args: object, **kwargs: object) -> list[object]:
         builds.append(1)
-        return real_segments(*args, **kwargs)  # type: ignore[arg-type]
+        return real_statements(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pagination, "_segments", counting_segments)
-    monkeypatch.setattr(pagination, "_BUILT", pagination.LRUCache(maxsize=64))
+    monkeypatch.setattr(pagination, "_page_statements", counting_statements)
+    monkeypatch.setattr(pagination, "_PREBUILT", pagination.LRUCache(maxsize=64))
     owners = [await _user(db_session), await _user(db_session)]
     for owner in owners:
-        inbox = await project_service.get_inbox(db_session, owner_id=owner)
+        inbox_id = await project_service.inbox_id(db_session, owner_id=owner)
         keys = position.keys_after(None, 6)
         db_session.add_all(
             Task(
                 id=new_id(),
                 owner_id=owner,
-                project_id=inbox.id,
+                project_id=inbox_id,
                 title=f"{owner.hex[:4]}-{i}",
                 status=[TaskStatus.TODO, TaskStatus.DONE][i % 2],
                 priority=i % 5,
@@ -314,13 +314,13 @@ async def test_list_statements_are_built_once_per_shape_and_values_stay_paramete
     assert len(builds) > built_for_one_walk
 
 
-# PATCH: one UPDATE for plain fields, the ORM path for the rest
+# PATCH: the task's own fields without an ORM instance, the ORM path for the rest
 
 
 async def _patched_both_ways(
     session: AsyncSession, owner: uuid.UUID, changes: dict[str, object], *, status: TaskStatus
 ) -> tuple[dict[str, object], dict[str, object]]:
-    """The same changes through patch_task (one UPDATE) and update_task (the ORM), compared."""
+    """The same changes through patch_task (no ORM instance) and update_task, compared."""
     due = datetime(2031, 1, 2, 3, 4, tzinfo=UTC)
     results = []
     for way in ("statement", "orm"):
@@ -336,9 +336,10 @@ async def _patched_both_ways(
         await session.commit()
         now = datetime(2030, 6, 1, tzinfo=UTC)
         if way == "statement":
-            public = await service.patch_task(
+            document = await service.patch_task(
                 session, owner_id=owner, task_id=task.id, changes=changes, now=now
             )
+            public = document.public()
         else:
             loaded = await service.get_task(session, owner_id=owner, task_id=task.id)
             public = service.to_public(await service.update_task(session, loaded, changes, now=now))
@@ -379,13 +380,17 @@ async def test_a_field_patch_without_a_change_keeps_version_and_updated_at(
     task = await service.create_task(db_session, owner_id=owner, title="t", priority=2)
     await db_session.commit()
     later = datetime(2040, 1, 1, tzinfo=UTC)
-    same = await service.patch_task(
-        db_session, owner_id=owner, task_id=task.id, changes={"priority": 2}, now=later
-    )
+    same = (
+        await service.patch_task(
+            db_session, owner_id=owner, task_id=task.id, changes={"priority": 2}, now=later
+        )
+    ).public()
     assert (same.version, same.updated_at) == (1, task.updated_at)
-    moved = await service.patch_task(
-        db_session, owner_id=owner, task_id=task.id, changes={"priority": 3}, now=later
-    )
+    moved = (
+        await service.patch_task(
+            db_session, owner_id=owner, task_id=task.id, changes={"priority": 3}, now=later
+        )
+    ).public()
     assert (moved.version, moved.updated_at) == (2, later)
 
 
@@ -411,9 +416,10 @@ async def test_a_field_patch_checks_if_match_like_the_orm_path(
     task_id = (await service.create_task(db_session, owner_id=owner, title="t")).id
     await db_session.commit()
     if passes:
-        public = await service.patch_task(
+        document = await service.patch_task(
             db_session, owner_id=owner, task_id=task_id, changes={"title": "u"}, if_match=if_match
         )
+        public = document.public()
         assert (public.title, public.version) == ("u", 2)
         return
     with pytest.raises(VersionMismatch) as raised:
@@ -532,16 +538,16 @@ async def test_two_field_patches_at_one_version_one_wins_the_other_is_412(
     assert (read.title, read.version) == ("first", 2)
 
 
-# Create for the API: the new task as a response, no ORM instance
+# Create
 
 
 @pytest.mark.anyio
-async def test_create_task_public_is_the_stored_task(db_session: AsyncSession) -> None:
+async def test_create_task_is_the_stored_task(db_session: AsyncSession) -> None:
     owner = await _user(db_session)
     inbox = await project_service.inbox_id(db_session, owner_id=owner)
     await db_session.commit()
-    first = await service.create_task_public(db_session, owner_id=owner, title="one")
-    second = await service.create_task_public(
+    first = service.to_public(await service.create_task(db_session, owner_id=owner, title="one"))
+    second = await service.create_task(
         db_session,
         owner_id=owner,
         title="two",
@@ -550,6 +556,7 @@ async def test_create_task_public_is_the_stored_task(db_session: AsyncSession) -
         priority=2,
         due_at=datetime(2031, 1, 2, 3, 4, 5, 600, tzinfo=UTC),
     )
+    second = service.to_public(second)
     await db_session.commit()
     assert first.project_id == second.project_id == inbox
     assert position.key_between(first.position, None) == second.position  # after the last
@@ -560,7 +567,7 @@ async def test_create_task_public_is_the_stored_task(db_session: AsyncSession) -
 
 
 @pytest.mark.anyio
-async def test_create_task_public_with_labels_or_a_project_checks_them_all_or_nothing(
+async def test_create_task_with_labels_or_a_project_checks_them_all_or_nothing(
     db_session: AsyncSession,
 ) -> None:
     from app.labels import service as label_service
@@ -575,8 +582,10 @@ async def test_create_task_public_with_labels_or_a_project_checks_them_all_or_no
     ids = label.id, foreign.id, project.id, foreign_project.id
     await db_session.commit()
     label_id, foreign_id, project_id, foreign_project_id = ids
-    labelled = await service.create_task_public(
-        db_session, owner_id=owner, title="l", label_ids=[label_id], project_id=project_id
+    labelled = service.to_public(
+        await service.create_task(
+            db_session, owner_id=owner, title="l", label_ids=[label_id], project_id=project_id
+        )
     )
     await db_session.commit()
     assert [brief.id for brief in labelled.labels] == [label_id]
@@ -584,12 +593,12 @@ async def test_create_task_public_with_labels_or_a_project_checks_them_all_or_no
     stored = await service.read_task(db_session, owner_id=owner, task_id=labelled.id)
     assert stored.model_dump() == labelled.model_dump()
     with pytest.raises(LabelNotFound):
-        await service.create_task_public(
+        await service.create_task(
             db_session, owner_id=owner, title="x", label_ids=[label_id, foreign_id]
         )
     await db_session.rollback()
     with pytest.raises(ProjectNotFound):
-        await service.create_task_public(
+        await service.create_task(
             db_session, owner_id=owner, title="x", project_id=foreign_project_id
         )
     await db_session.rollback()
@@ -639,7 +648,7 @@ async def test_a_page_of_rows_serializes_exactly_as_the_page_model_does(
     )
     await db_session.commit()
     for limit in (1, 10):
-        page = await service.list_tasks(
+        page = await listing.list_tasks(
             db_session,
             owner_id=owner,
             filters=TaskFilters(),
@@ -651,7 +660,7 @@ async def test_a_page_of_rows_serializes_exactly_as_the_page_model_does(
         assert json.loads(page.json()) == json.loads(model.model_dump_json())
         for row, item in zip(page.rows, page.items, strict=True):
             # One task (GET /tasks/{id}) is written the same way.
-            one = service.TASK_JSON.dumps(service.TASK_JSON.item(row))
+            one = prebuilt.TASK_JSON.dumps(prebuilt.TASK_JSON.item(row))
             assert json.loads(one) == json.loads(item.model_dump_json())
     assert len(page.items) == 3
     assert [label["name"] for label in json.loads(page.json())["items"][1]["labels"]] == sorted(

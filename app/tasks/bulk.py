@@ -1,0 +1,75 @@
+"""Bulk: many operations on the caller's tasks in one request, all or none."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.core.errors import AppError
+from app.core.models import utcnow
+from app.tasks.models import Task, TaskStatus
+from app.tasks.schemas import (
+    BulkAddLabels,
+    BulkComplete,
+    BulkDelete,
+    BulkMove,
+    BulkOperation,
+    BulkRemoveLabels,
+    BulkResult,
+    BulkUpdate,
+)
+from app.tasks.service import change_labels, get_task, to_public, trash_task, update_task
+
+
+async def _apply(
+    session: AsyncSession, operation: BulkOperation, *, owner_id: uuid.UUID, now: datetime
+) -> tuple[Task, bool]:
+    task = await get_task(session, owner_id=owner_id, task_id=operation.id, for_update=True)
+    if isinstance(operation, BulkUpdate):
+        changes = operation.fields.model_dump(exclude_unset=True)
+        return await update_task(session, task, changes, now=now), False
+    if isinstance(operation, BulkComplete):
+        return await update_task(session, task, {"status": TaskStatus.DONE}, now=now), False
+    if isinstance(operation, BulkMove):
+        move: dict[str, Any] = {"project_id": operation.project_id}
+        if task.parent_id is not None and operation.project_id != task.project_id:
+            # Moving a subtask on its own detaches it from its parent.
+            move["parent_id"] = None
+        return await update_task(session, task, move, now=now), False
+    if isinstance(operation, BulkAddLabels):
+        return await change_labels(session, task, add=operation.label_ids), False
+    if isinstance(operation, BulkRemoveLabels):
+        return await change_labels(session, task, remove=operation.label_ids), False
+    assert isinstance(operation, BulkDelete)  # noqa: S101 - the union is exhaustive
+    await trash_task(session, task, now=now)
+    return task, True
+
+
+async def bulk(
+    session: AsyncSession, *, owner_id: uuid.UUID, operations: Sequence[BulkOperation]
+) -> BulkResult:
+    """Apply the operations in order, all or none (the caller's transaction rolls back).
+
+    The first failing operation's problem carries its `operation_index`.
+    """
+    now = utcnow()
+    touched: dict[uuid.UUID, Task] = {}
+    deleted: list[uuid.UUID] = []
+    for index, operation in enumerate(operations):
+        try:
+            task, was_deleted = await _apply(session, operation, owner_id=owner_id, now=now)
+        except AppError as exc:
+            exc.extra["operation_index"] = index
+            exc.message = f"Operation {index}: {exc.message}"
+            raise
+        if was_deleted:
+            deleted.append(task.id)
+            touched.pop(task.id, None)
+        else:
+            touched[task.id] = task
+    return BulkResult(
+        tasks=[to_public(task) for task in touched.values() if task.deleted_at is None],
+        deleted_ids=deleted,
+    )
