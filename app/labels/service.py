@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.core.http import check_if_match
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
-from app.core.versioning import flush_versioned, touch
+from app.core.versioning import bumped, flush_versioned, touch
 from app.labels.exceptions import LabelNameTaken, LabelNotFound
 from app.labels.models import Label, name_key
 from app.labels.schemas import LabelPublic
@@ -107,7 +107,7 @@ async def _touch_tasks_carrying(session: AsyncSession, label_id: uuid.UUID, now:
     await session.exec(
         update(Task)
         .where(col(Task.id).in_(carriers))
-        .values(version=Task.version + 1, updated_at=now)
+        .values(**bumped(Task.version, now))
         .execution_options(synchronize_session="fetch")
     )
 

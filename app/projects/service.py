@@ -13,7 +13,7 @@ from app.core.db import DriverQuery
 from app.core.http import check_if_match
 from app.core.models import table_of, utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
-from app.core.versioning import flush_versioned, touch
+from app.core.versioning import bumped, flush_versioned, touch
 from app.projects.exceptions import (
     InboxUnarchivable,
     InboxUndeletable,
@@ -165,12 +165,7 @@ async def trash_project(
     await session.exec(
         update(Task)
         .where(col(Task.project_id) == project.id, col(Task.deleted_at).is_(None))
-        .values(
-            deleted_at=now,
-            trashed_with=project.id,
-            version=Task.version + 1,
-            updated_at=now,
-        )
+        .values(deleted_at=now, trashed_with=project.id, **bumped(Task.version, now))
         .execution_options(synchronize_session=False)
     )
 
@@ -189,7 +184,7 @@ async def restore_project(
     await session.exec(
         update(Task)
         .where(col(Task.trashed_with) == project.id, col(Task.deleted_at).is_not(None))
-        .values(deleted_at=None, trashed_with=None, version=Task.version + 1, updated_at=now)
+        .values(deleted_at=None, trashed_with=None, **bumped(Task.version, now))
         .execution_options(synchronize_session=False)
     )
     return project
