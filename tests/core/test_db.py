@@ -3,7 +3,6 @@
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -27,10 +26,38 @@ from app.core.db import (
 from app.core.errors import Conflict
 from app.core.models import NAMING_CONVENTION, UTCDateTime
 from app.users.models import User
+from tests.helpers import HANG_GUARD
 
 
 def _user(email: str) -> User:
     return User(email=email, hashed_password="x")
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the loop's other tasks run until `condition()` holds."""
+    import anyio
+
+    with anyio.fail_after(HANG_GUARD):
+        while not condition():
+            await anyio.lowlevel.checkpoint()
+
+
+def _waiting_at(gate: asyncio.Semaphore) -> int:
+    """How many tasks wait at `gate` for a place. asyncio's semaphore (the read gate) counts
+    them nowhere public, unlike anyio's `statistics()`: this reads its queue of waiters."""
+    return sum(not waiter.done() for waiter in gate._waiters or ())
+
+
+async def _until_closed(driver: Any) -> None:
+    """Until asyncpg's connection `driver` has seen the server close it (is_closed() holds
+    from then on: what the pool checks at checkout)."""
+    import anyio
+
+    closed = anyio.Event()
+    driver.add_termination_listener(lambda _connection: closed.set())
+    with anyio.fail_after(HANG_GUARD):
+        await closed.wait()
+    assert driver.is_closed()
 
 
 def add_write_routes(app: FastAPI) -> None:
@@ -210,12 +237,13 @@ def test_a_connection_the_server_closed_is_replaced_without_an_error(
         try:
             async with database.engine.connect() as connection:
                 before = (await connection.execute(text(_BACKEND_ID[dialect]))).scalar()
+                driver = (await connection.get_raw_connection()).driver_connection
             # The connection rests in the pool; the server ends it behind the pool's back.
             if dialect == "postgresql":
                 with housekeeping_engine.connect() as admin:
                     admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
                     admin.commit()
-                await anyio.sleep(0.2)  # the driver sees the socket close
+                await _until_closed(driver)
             async with database.engine.connect() as connection:
                 after = (await connection.execute(text(_BACKEND_ID[dialect]))).scalar()
                 answer = (await connection.execute(text("SELECT 41 + 1"))).scalar()
@@ -250,6 +278,8 @@ def test_reads_wait_at_a_fair_gate_sized_to_the_pool(settings: Any) -> None:
     async def scenario() -> None:
         nonlocal inside, peak
         database = Database(small)
+        gate = database.read_gate
+        all_arrived = anyio.Event()
 
         def request(method: str) -> Any:
             return SimpleNamespace(
@@ -265,17 +295,25 @@ def test_reads_wait_at_a_fair_gate_sized_to_the_pool(settings: Any) -> None:
                 inside += 1
                 peak = max(peak, inside)
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
-            await anyio.sleep(0.05)
+            await all_arrived.wait()  # those in hold their places until all have arrived
             if method == "GET":
                 inside -= 1
             await transaction.end(None)
 
+        def arrived(reads: int) -> bool:
+            # Each one either has its session or waits at the gate.
+            return len([name for name in entered if name != "write"]) + _waiting_at(gate) == reads
+
         try:
-            async with anyio.create_task_group() as group:
-                for n in range(6):
-                    group.start_soon(use, f"read-{n}", "GET")
-                    await anyio.sleep(0.005)  # arrive in this order
-                group.start_soon(use, "write", "POST")
+            with anyio.fail_after(HANG_GUARD):
+                async with anyio.create_task_group() as group:
+                    for n in range(6):
+                        group.start_soon(use, f"read-{n}", "GET")
+                        await _until(lambda n=n: arrived(n + 1))  # arrive in this order
+                    group.start_soon(use, "write", "POST")
+                    # Through at once, or (if writes queued there) behind the four reads.
+                    await _until(lambda: "write" in entered or _waiting_at(gate) == 5)
+                    all_arrived.set()
         finally:
             await database.dispose()
 
@@ -391,12 +429,15 @@ def test_reads_leave_half_of_the_pool_to_writes(settings: Any) -> None:
             await transaction.end(None)
 
         try:
-            with anyio.fail_after(5):
+            with anyio.fail_after(HANG_GUARD):
                 async with anyio.create_task_group() as group:
                     for n in range(5):
                         group.start_soon(use, f"read-{n}", "GET")
-                    await anyio.sleep(0.1)
+                    # Every read holds its connection or waits at the gate.
+                    await _until(lambda: len(order) + _waiting_at(database.read_gate) == 5)
                     group.start_soon(use, "write", "POST")
+                    await _until(lambda: "write" in order or _waiting_at(database.read_gate) > 3)
+                    assert "write" in order, "the write queued at the read gate"
         finally:
             await database.dispose()
 
@@ -493,11 +534,12 @@ def test_read_sessions_are_reused_reset_and_replaced_when_their_connection_dies(
                 seen.append((again, pid))
                 assert "left-behind" not in again.info
                 assert list(again.new) == []
+                driver = (await (await again.connection()).get_raw_connection()).driver_connection
             if database.read_sessions is not None:
                 with housekeeping_engine.connect() as admin:
                     admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
                     admin.commit()
-                await anyio.sleep(0.2)  # the driver sees the socket close
+                await _until_closed(driver)
             async with database.read_session() as third:
                 pid = (await third.exec(text(_BACKEND_ID[dialect]))).scalar()  # type: ignore[call-overload]
                 seen.append((third, pid))
@@ -558,17 +600,20 @@ def _hold_the_read_gate(client: TestClient, app: FastAPI) -> Callable[[], None]:
 def _get_while_the_gate_is_held(
     client: TestClient, app: FastAPI, path: str, *, check: Callable[[Future[Any]], bool]
 ) -> tuple[Any, bool]:
-    """GET `path` while every read place is taken: `check(pending GET)` runs 0.3 s in, then
-    the places are given back. Returns the response and what `check` said."""
+    """GET `path` while every read place is taken: `check(pending GET)` runs once the GET
+    has been answered or waits at the read gate, then the places are given back. Returns
+    the response and what `check` said."""
+    gate = app.state.database.read_gate
     release = _hold_the_read_gate(client, app)
     with ThreadPoolExecutor(1) as pool:
         try:
             pending = pool.submit(client.get, path)
-            time.sleep(0.3)
+            # In the app's loop, where the gate lives.
+            client.portal.call(_until, lambda: pending.done() or _waiting_at(gate) > 0)  # type: ignore[union-attr]
             seen = check(pending)
         finally:
             release()  # before the pool waits for the request
-        return pending.result(timeout=10), seen
+        return pending.result(timeout=HANG_GUARD), seen
 
 
 def test_a_read_waits_for_its_session_before_any_other_work(
