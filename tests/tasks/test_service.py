@@ -18,12 +18,10 @@ from app.core.http import VersionMismatch
 from app.core.models import new_id
 from app.core.pagination import CursorCodec, InvalidCursor, PageParams
 from app.projects import service as project_service
-from app.projects.models import Project
 from app.tasks import listing, ordering, position, prebuilt, service
 from app.tasks.exceptions import ContainerInTrash, TaskCycle, TaskNotFound
 from app.tasks.models import Task, TaskStatus
 from app.tasks.schemas import TaskFilters
-from app.trash import service as trash_service
 from app.users import service as user_service
 
 CODEC = CursorCodec("test-secret")
@@ -219,34 +217,6 @@ async def test_restore_needs_live_containers(db_session: AsyncSession) -> None:
     await db_session.commit()
     alive = await db_session.exec(select(Task.id).where(col(Task.deleted_at).is_(None)))
     assert set(alive.all()) == {parent.id, child.id}
-
-
-@pytest.mark.anyio
-async def test_purge_removes_only_expired_trash(db_session: AsyncSession) -> None:
-    owner = await _user(db_session)
-    now = datetime.now(UTC)
-    retention = timedelta(days=30)
-    old_project = await project_service.create_project(db_session, owner_id=owner, name="old")
-    in_old = await service.create_task(
-        db_session, owner_id=owner, title="in old", project_id=old_project.id
-    )
-    old_task = await service.create_task(db_session, owner_id=owner, title="old")
-    old_child = await service.create_task(
-        db_session, owner_id=owner, title="child", parent_id=old_task.id
-    )
-    recent = await service.create_task(db_session, owner_id=owner, title="recent")
-    live = await service.create_task(db_session, owner_id=owner, title="live")
-    await project_service.trash_project(db_session, old_project, now=now - timedelta(days=31))
-    await service.trash_task(db_session, old_task, now=now - timedelta(days=30, seconds=1))
-    await service.trash_task(db_session, recent, now=now - timedelta(days=29))
-    await db_session.commit()
-    result = await trash_service.purge_expired_trash(db_session, now=now, retention=retention)
-    await db_session.commit()
-    assert (result.tasks, result.projects) >= (2, 1)
-    remaining = set((await db_session.exec(select(Task.id))).all())
-    assert remaining == {recent.id, live.id}
-    assert remaining.isdisjoint({in_old.id, old_child.id})
-    assert await db_session.get(Project, old_project.id) is None
 
 
 # Statement reuse
