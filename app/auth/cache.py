@@ -1,7 +1,6 @@
 """Verified callers, remembered per process for as long as the database vouches for them.
 
-Every request used to ask the database whether its token's session is still open and its
-account still active: one query per request, on every route. The answer only changes when a
+Whether a token's session is still open and its account still active only changes when a
 row of `user` or `auth_session` changes, and PostgreSQL announces each such change
 (triggers in the migrations send `NOTIFY principal_changed, '<user id>'`, whoever makes the
 change: this service, another process, a console). So each process keeps the answers it got

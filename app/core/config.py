@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     DATABASE_URL: str = "sqlite:///./tasks.db"
     # A fixed pool: SQLAlchemy closes an overflow connection as soon as it is returned while
     # the pool is full, so steady load above the pool size opens and closes a PostgreSQL
-    # connection (a backend started with cold caches) per request beyond it. 20 kept
-    # connections served reads 12-15% faster than 10 + 10 overflow (bench/README.md).
+    # connection (a backend started with cold caches) per request beyond it
+    # (docs/performance.md).
     DB_POOL_SIZE: int = Field(default=20, ge=1, le=200)
     DB_MAX_OVERFLOW: int = Field(default=0, ge=0, le=200)
     DB_POOL_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0, le=600)
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     ARGON2_TIME_COST: int = Field(default=2, ge=1)
     ARGON2_PARALLELISM: int = Field(default=1, ge=1)
     # Per process. One hash thread next to the event loop: with a worker per core, hashing
-    # can never take every core (bench/README.md, "sign-in storm").
+    # can never take every core (docs/performance.md, the sign-in storm).
     PASSWORD_HASH_CONCURRENCY: int = Field(default=1, ge=1, le=64)
     # After start-up: freeze the start-up heap and collect garbage rarely (app/core/process.py).
     GC_TUNING: bool = True

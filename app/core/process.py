@@ -15,8 +15,8 @@ def tune_garbage_collector() -> tuple[int, int, int]:
 
     `gc.freeze()` moves every object alive now (modules, mappers, schemas, compiled
     statements) out of the collector's sight for good, so full collections only walk what
-    requests allocate. Cycles are still collected, just less often: bench/README.md has the
-    measurements (list throughput about a third higher) and the memory they cost.
+    requests allocate. Cycles are still collected, just less often (docs/performance.md has
+    what it bought and the memory it costs).
     """
     previous = gc.get_threshold()
     gc.collect()

@@ -1,8 +1,8 @@
 """Query parameters read as one pydantic model: one validation per request.
 
 FastAPI validates each query parameter on its own (a TypeAdapter call, alias look-ups and a
-dependency of its own per parameter); for a list with seventeen optional filters that was a
-tenth of the request's CPU (bench/README.md). `query_dependency(Model)` reads them all from the
+dependency of its own per parameter), which adds up for a list with seventeen optional
+filters (docs/performance.md). `query_dependency(Model)` reads them all from the
 query string and validates the model once. The errors are FastAPI's own, a 422 whose `loc`
 starts with "query", and `query_parameters(Model)` documents the parameters exactly as FastAPI
 would document `Annotated[Model, Query()]` (it asks FastAPI), for the route's `openapi_extra`.

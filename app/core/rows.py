@@ -1,8 +1,7 @@
 """JSON written straight from database rows, for the responses on the hottest paths.
 
 Validating a row into its response model and serializing the model costs more CPU than
-reading the row (a page of 20 tasks: a fifth of the request, most of it formatting instants
-through a Python serializer). When the row already is what the model shows (its fields by
+reading the row (docs/performance.md). When the row already is what the model shows (its fields by
 name, instants aware in UTC, which orjson writes with "+00:00" as `Instant` does, UUIDs and
 strings as they are, and JSON text the database built for nested values), orjson writes the
 same document directly. Tests compare the two serializations for every model used here.

@@ -87,9 +87,8 @@ class PasswordHasher:
             argon2__parallelism=settings.ARGON2_PARALLELISM,
         )
         # Hashes queue here (at most PASSWORD_HASH_CONCURRENCY at once) and run on threads of
-        # their own at a lower scheduling priority: a hash takes a core for ~50 ms, and on a
-        # busy machine the event loop serving every other request must come first (the
-        # sign-in storm in bench/README.md).
+        # their own at a lower scheduling priority: a hash takes a core for tens of
+        # milliseconds, and the event loop serving every other request must come first.
         self.limiter = anyio.CapacityLimiter(settings.PASSWORD_HASH_CONCURRENCY)
         self._threads = ThreadPoolExecutor(
             max_workers=settings.PASSWORD_HASH_CONCURRENCY,

@@ -30,8 +30,8 @@ _PUBLIC_FIELDS = tuple(UserPublic.model_fields)
 
 
 def _public(user: User) -> UserPublic:
-    # The stored row was validated on its way in. Validating it again on every response
-    # would run, among others, a full email-syntax check (measured: ~9% of GET /users/me).
+    # The stored row was validated on its way in; validating it again would rerun the email
+    # syntax check on every response (docs/performance.md).
     fields = {name: getattr(user, name) for name in _PUBLIC_FIELDS}
     fields["role"] = Role(fields["role"])
     return UserPublic.model_construct(**fields)
