@@ -13,16 +13,16 @@ from app.auth.dependencies import ActiveUser
 from app.core.db import SessionDep
 from app.core.errors import AppError
 from app.tasks import service as task_service
-from tests.factories import API, SignedInUser, new_user
-from tests.tasks.helpers import (
-    MISSING_ID,
-    assert_problem,
+from tests.factories import (
+    API,
+    SignedInUser,
     inbox_id,
     make_label,
     make_project,
     make_task,
-    walk,
+    new_user,
 )
+from tests.helpers import MISSING_ID, assert_problem, walk
 
 
 def _get(client: TestClient, user: SignedInUser, task_id: str) -> Any:
