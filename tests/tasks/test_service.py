@@ -1,11 +1,14 @@
-"""Task services on the real database: many rows, keyset paging, races, trees, trash, purge."""
+"""app/tasks/service.py on the real database: races, trash, PATCH's two paths, create.
+
+The tree, order keys, the list and the prebuilt reads have their own modules (test_tree.py,
+test_ordering.py, test_position.py, test_listing.py, test_prebuilt.py).
+"""
 
 import asyncio
-import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -16,136 +19,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.http import VersionMismatch
 from app.core.models import new_id
-from app.core.pagination import CursorCodec, InvalidCursor, PageParams
 from app.projects import service as project_service
-from app.tasks import listing, ordering, position, prebuilt, service
-from app.tasks.exceptions import ContainerInTrash, TaskCycle, TaskNotFound
+from app.tasks import position, service
+from app.tasks.exceptions import ContainerInTrash, TaskNotFound
 from app.tasks.models import Task, TaskStatus
-from app.tasks.schemas import TaskFilters
-from app.users import service as user_service
-
-CODEC = CursorCodec("test-secret")
-
-
-async def _user(session: AsyncSession) -> uuid.UUID:
-    user = await user_service.create_user(
-        session, email=f"{uuid.uuid4().hex[:10]}@example.com", hashed_password="x"
-    )
-    await session.commit()
-    return user.id
-
-
-async def _walk(
-    session: AsyncSession, owner_id: uuid.UUID, *, sort: str, limit: int, **filters: object
-) -> list[uuid.UUID]:
-    ids: list[uuid.UUID] = []
-    cursor = None
-    while True:
-        page = await listing.list_tasks(
-            session,
-            owner_id=owner_id,
-            filters=TaskFilters(**filters),  # type: ignore[arg-type]
-            sort=sort,
-            page=PageParams(limit=limit, cursor=cursor, include_total=False),
-            codec=CODEC,
-        )
-        ids.extend(task.id for task in page.items)
-        if page.next_cursor is None:
-            return ids
-        cursor = page.next_cursor
-
-
-# Order keys
-
-
-def test_order_keys_stay_ordered_under_random_inserts() -> None:
-    rng = random.Random(4)
-    keys: list[str] = []
-    for _ in range(2000):
-        index = rng.randrange(len(keys) + 1)
-        low = keys[index - 1] if index else None
-        high = keys[index] if index < len(keys) else None
-        key = position.key_between(low, high)
-        assert low is None or low < key
-        assert high is None or key < high
-        keys.insert(index, key)
-    assert keys == sorted(keys)
-    assert len(set(keys)) == len(keys)
-    appended = position.keys_after(None, 5000)
-    assert appended == sorted(appended)
-    assert max(len(key) for key in appended) <= 4  # appending keeps keys short
-
-
-@pytest.mark.parametrize(
-    ("low", "high"), [("a1", "a0"), ("a0", "a0"), ("", None), ("a00", None), ("!x", None)]
-)
-def test_invalid_order_keys_are_refused(low: str, high: str | None) -> None:
-    with pytest.raises(position.InvalidOrderKey):
-        position.key_between(low, high)
-
-
-def test_keys_before_the_first_and_between_integers() -> None:
-    assert position.key_between(None, "a0") < "a0"
-    assert "a0" < position.key_between("a0", "a1") < "a1"
-    assert "Zz" < position.key_between("Zz", "a0") < "a0"
-    assert position.key_between("a0", None) == "a1"
-
-
-# Paging over many rows
-
-
-@pytest.mark.anyio
-async def test_keyset_walks_thousands_of_rows_exactly_once(db_session: AsyncSession) -> None:
-    owner = await _user(db_session)
-    inbox_id = await project_service.inbox_id(db_session, owner_id=owner)
-    base = datetime(2026, 1, 1, tzinfo=UTC)
-    keys = position.keys_after(None, 1500)
-    rng = random.Random(7)
-    db_session.add_all(
-        Task(
-            id=new_id(),
-            owner_id=owner,
-            project_id=inbox_id,
-            title=f"t{rng.randrange(50):02d}",
-            priority=rng.randrange(5),
-            status=rng.choice(list(TaskStatus)),
-            due_at=None if i % 3 == 0 else base + timedelta(hours=rng.randrange(100)),
-            position=keys[i],
-            created_at=base + timedelta(minutes=rng.randrange(300)),
-            updated_at=base,
-        )
-        for i in range(1500)
-    )
-    await db_session.commit()
-    for sort in ("created_at", "-priority", "due_at", "-due_at", "position", "title"):
-        ids = await _walk(db_session, owner, sort=sort, limit=200)
-        assert len(ids) == 1500 == len(set(ids)), sort
-    todo = await _walk(db_session, owner, sort="-due_at", limit=37, statuses=(TaskStatus.TODO,))
-    expected = (
-        await db_session.exec(
-            select(Task.id).where(Task.owner_id == owner, Task.status == TaskStatus.TODO)
-        )
-    ).all()
-    assert sorted(todo) == sorted(expected)
-    page = await listing.list_tasks(
-        db_session,
-        owner_id=owner,
-        filters=TaskFilters(),
-        sort=None,
-        page=PageParams(limit=20, cursor=None, include_total=True),
-        codec=CODEC,
-    )
-    assert (len(page.items), page.total) == (20, 1500)
-    with pytest.raises(InvalidCursor):
-        await listing.list_tasks(
-            db_session,
-            owner_id=owner,
-            filters=TaskFilters(),
-            sort="title",
-            page=PageParams(limit=20, cursor=page.next_cursor, include_total=False),
-            codec=CODEC,
-        )
-
+from tests.factories import make_user
 
 # Races and writes
 
@@ -154,7 +32,7 @@ async def test_keyset_walks_thousands_of_rows_exactly_once(db_session: AsyncSess
 async def test_a_write_racing_another_is_a_412_not_a_lost_update(
     db_session: AsyncSession,
 ) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     task = await service.create_task(db_session, owner_id=owner, title="race")
     await db_session.commit()
     # A second request read the same version before this one wrote.
@@ -170,36 +48,12 @@ async def test_a_write_racing_another_is_a_412_not_a_lost_update(
     assert (task.title, task.version) == ("first", 2)
 
 
-@pytest.mark.anyio
-async def test_cycles_are_refused_through_the_service(db_session: AsyncSession) -> None:
-    owner = await _user(db_session)
-    a = await service.create_task(db_session, owner_id=owner, title="a")
-    b = await service.create_task(db_session, owner_id=owner, title="b", parent_id=a.id)
-    with pytest.raises(TaskCycle):
-        await service.update_task(db_session, a, {"parent_id": b.id})
-
-
-@pytest.mark.anyio
-async def test_moving_into_a_crowded_gap_rebalances_keys(
-    db_session: AsyncSession, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    owner = await _user(db_session)
-    tasks = [await service.create_task(db_session, owner_id=owner, title=f"{i}") for i in range(3)]
-    monkeypatch.setattr(ordering, "POSITION_REBALANCE_LENGTH", 4)
-    for _ in range(12):
-        await service.update_task(db_session, tasks[2], {"after_id": tasks[0].id})
-        await service.update_task(db_session, tasks[1], {"after_id": tasks[0].id})
-    ordered = await _walk(db_session, owner, sort="position", limit=10)
-    assert ordered == [tasks[0].id, tasks[1].id, tasks[2].id]
-    assert max(len(task.position) for task in tasks) <= 4
-
-
 # Trash and purge
 
 
 @pytest.mark.anyio
 async def test_restore_needs_live_containers(db_session: AsyncSession) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     project = await project_service.create_project(db_session, owner_id=owner, name="p")
     parent = await service.create_task(db_session, owner_id=owner, title="p", project_id=project.id)
     child = await service.create_task(db_session, owner_id=owner, title="c", parent_id=parent.id)
@@ -217,71 +71,6 @@ async def test_restore_needs_live_containers(db_session: AsyncSession) -> None:
     await db_session.commit()
     alive = await db_session.exec(select(Task.id).where(col(Task.deleted_at).is_(None)))
     assert set(alive.all()) == {parent.id, child.id}
-
-
-# Statement reuse
-
-
-@pytest.mark.anyio
-async def test_list_statements_are_built_once_per_shape_and_values_stay_parameters(
-    db_session: AsyncSession, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from app.core import pagination
-
-    builds: list[int] = []
-    real_statements = pagination._page_statements
-
-    def counting_statements(*args: object, **kwargs: object) -> list[object]:
-        builds.append(1)
-        return real_statements(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(pagination, "_page_statements", counting_statements)
-    monkeypatch.setattr(pagination, "_PREBUILT", pagination.LRUCache(maxsize=64))
-    owners = [await _user(db_session), await _user(db_session)]
-    for owner in owners:
-        inbox_id = await project_service.inbox_id(db_session, owner_id=owner)
-        keys = position.keys_after(None, 6)
-        db_session.add_all(
-            Task(
-                id=new_id(),
-                owner_id=owner,
-                project_id=inbox_id,
-                title=f"{owner.hex[:4]}-{i}",
-                status=[TaskStatus.TODO, TaskStatus.DONE][i % 2],
-                priority=i % 5,
-                position=keys[i],
-            )
-            for i in range(6)
-        )
-    await db_session.commit()
-
-    first = await _walk(
-        db_session, owners[0], sort="-priority", limit=2, statuses=(TaskStatus.TODO,)
-    )
-    built_for_one_walk = len(builds)
-    # Same shape, other values (owner, status): nothing is rebuilt, and the values bind.
-    second = await _walk(
-        db_session, owners[1], sort="-priority", limit=2, statuses=(TaskStatus.DONE,)
-    )
-    assert len(builds) == built_for_one_walk == 2  # the first page, and pages after a cursor
-    for owner, ids, status in ((owners[0], first, "todo"), (owners[1], second, "done")):
-        rows = (
-            await db_session.exec(
-                select(Task.id).where(Task.owner_id == owner, Task.status == status)
-            )
-        ).all()
-        assert sorted(ids) == sorted(rows)
-        assert len(ids) == 3
-    # Another shape (a second filter) is built on its own.
-    await _walk(
-        db_session,
-        owners[0],
-        sort="-priority",
-        limit=2,
-        statuses=(TaskStatus.TODO,),
-        priority_min=1,
-    )
-    assert len(builds) > built_for_one_walk
 
 
 # PATCH: the task's own fields without an ORM instance, the ORM path for the rest
@@ -337,7 +126,7 @@ async def _patched_both_ways(
 async def test_a_field_patch_is_what_the_orm_path_does(
     db_session: AsyncSession, status: TaskStatus, changes: dict[str, object]
 ) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     statement, orm = await _patched_both_ways(db_session, owner, changes, status=status)
     assert statement == orm
 
@@ -346,7 +135,7 @@ async def test_a_field_patch_is_what_the_orm_path_does(
 async def test_a_field_patch_without_a_change_keeps_version_and_updated_at(
     db_session: AsyncSession,
 ) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     task = await service.create_task(db_session, owner_id=owner, title="t", priority=2)
     await db_session.commit()
     later = datetime(2040, 1, 1, tzinfo=UTC)
@@ -382,7 +171,7 @@ async def test_a_field_patch_without_a_change_keeps_version_and_updated_at(
 async def test_a_field_patch_checks_if_match_like_the_orm_path(
     db_session: AsyncSession, if_match: str, passes: bool
 ) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     task_id = (await service.create_task(db_session, owner_id=owner, title="t")).id
     await db_session.commit()
     if passes:
@@ -406,7 +195,7 @@ async def test_a_field_patch_checks_if_match_like_the_orm_path(
 async def test_a_field_patch_of_a_foreign_trashed_or_missing_task_is_not_found(
     db_session: AsyncSession,
 ) -> None:
-    owner, stranger = await _user(db_session), await _user(db_session)
+    owner, stranger = (await make_user(db_session)).id, (await make_user(db_session)).id
     task_id = (await service.create_task(db_session, owner_id=owner, title="mine")).id
     trashed = await service.create_task(db_session, owner_id=owner, title="gone")
     trashed_id = trashed.id
@@ -485,7 +274,7 @@ async def _lock_waits(
 async def test_two_field_patches_at_one_version_one_wins_the_other_is_412(
     db_session: AsyncSession,
 ) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     task_id = (await service.create_task(db_session, owner_id=owner, title="race")).id
     await db_session.commit()
     assert db_session.bind is not None
@@ -513,7 +302,7 @@ async def test_two_field_patches_at_one_version_one_wins_the_other_is_412(
 
 @pytest.mark.anyio
 async def test_create_task_is_the_stored_task(db_session: AsyncSession) -> None:
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     inbox = await project_service.inbox_id(db_session, owner_id=owner)
     await db_session.commit()
     first = service.to_public(await service.create_task(db_session, owner_id=owner, title="one"))
@@ -544,7 +333,7 @@ async def test_create_task_with_labels_or_a_project_checks_them_all_or_nothing(
     from app.labels.exceptions import LabelNotFound
     from app.projects.exceptions import ProjectNotFound
 
-    owner, stranger = await _user(db_session), await _user(db_session)
+    owner, stranger = (await make_user(db_session)).id, (await make_user(db_session)).id
     label = await label_service.create_label(db_session, owner_id=owner, name="b")
     foreign = await label_service.create_label(db_session, owner_id=stranger, name="f")
     project = await project_service.create_project(db_session, owner_id=owner, name="P")
@@ -579,69 +368,10 @@ async def test_create_task_with_labels_or_a_project_checks_them_all_or_nothing(
     assert titles == {"l"}
 
 
-# The list's JSON, written from rows
-
-
-@pytest.mark.anyio
-async def test_a_page_of_rows_serializes_exactly_as_the_page_model_does(
-    db_session: AsyncSession,
-) -> None:
-    import json
-
-    from app.core.pagination import Page
-    from app.labels import service as label_service
-    from app.tasks.schemas import TaskPublic
-
-    owner = await _user(db_session)
-    names = ['Zeta "quoted"', "ällo 🚀", "a\\b"]
-    labels = [
-        await label_service.create_label(db_session, owner_id=owner, name=name, color="#a0b1c2")
-        for name in names
-    ]
-    plain = await label_service.create_label(db_session, owner_id=owner, name="no colour")
-    label_ids = [label.id for label in [*labels, plain]]
-    await db_session.commit()
-    parent = await service.create_task(db_session, owner_id=owner, title="parent")
-    await service.create_task(
-        db_session,
-        owner_id=owner,
-        title='tab\tnewline\n quote" emoji 🚀 \u2028',
-        description="line\r\nbreak \\ back",
-        status=TaskStatus.DONE,
-        priority=3,
-        due_at=datetime(2031, 1, 2, 3, 4, 5, 600, tzinfo=UTC),
-        parent_id=parent.id,
-        label_ids=label_ids,
-    )
-    await service.create_task(
-        db_session, owner_id=owner, title="plain", due_at=datetime(2031, 1, 2, tzinfo=UTC)
-    )
-    await db_session.commit()
-    for limit in (1, 10):
-        page = await listing.list_tasks(
-            db_session,
-            owner_id=owner,
-            filters=TaskFilters(),
-            sort="created_at",
-            page=PageParams(limit=limit, cursor=None, include_total=True),
-            codec=CODEC,
-        )
-        model = Page[TaskPublic](items=page.items, next_cursor=page.next_cursor, total=page.total)
-        assert json.loads(page.json()) == json.loads(model.model_dump_json())
-        for row, item in zip(page.rows, page.items, strict=True):
-            # One task (GET /tasks/{id}) is written the same way.
-            one = prebuilt.TASK_JSON.dumps(prebuilt.TASK_JSON.item(row))
-            assert json.loads(one) == json.loads(item.model_dump_json())
-    assert len(page.items) == 3
-    assert [label["name"] for label in json.loads(page.json())["items"][1]["labels"]] == sorted(
-        [*names, "no colour"], key=str.casefold
-    )
-
-
 @pytest.mark.anyio
 async def test_create_task_stays_in_the_sessions_transaction(db_session: AsyncSession) -> None:
     """The ORM-returning create is for sessions that go on writing: a rollback undoes it."""
-    owner = await _user(db_session)
+    owner = (await make_user(db_session)).id
     await project_service.inbox_id(db_session, owner_id=owner)
     await db_session.commit()
     await service.create_task(db_session, owner_id=owner, title="undone")
