@@ -98,10 +98,6 @@ class PageParams(QueryModel):
     ] = False
 
 
-# The tasks lists' former name for PageParams, until app/tasks/schemas.py imports PageParams.
-PageQuery = PageParams
-
-
 async def page_params(page: Annotated[PageParams, Query()]) -> PageParams:
     """The paging parameters, read by FastAPI as one query model."""
     # A dependency of its own, so a route's own filters are documented before them.

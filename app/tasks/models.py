@@ -118,7 +118,7 @@ class Task(UUIDPrimaryKey, Timestamps, table=True):
             sqlite_where=_LIVE,
         ),
         # Due-date lists read the dated rows, then the undated ones (NULLs last, see
-        # `paginate`): both are ranges of this one index, in either direction.
+        # `paginate_prebuilt`): both are ranges of this one index, in either direction.
         Index(
             "ix_task_owner_id_due_at",
             "owner_id",

@@ -9,7 +9,7 @@ from fastapi import Query
 from pydantic import StringConstraints, model_validator
 from sqlmodel import Field
 
-from app.core.pagination import PageQuery
+from app.core.pagination import PageParams
 from app.core.schemas import NUMBER_ONLY, InputModel, Instant, InstantIn, PublicModel
 from app.labels.schemas import LabelBrief
 from app.tasks.models import (
@@ -141,7 +141,7 @@ MAX_FILTER_VALUES = 20
 Q_MAX_LENGTH = 200
 
 
-class ProjectTaskListQuery(PageQuery):
+class ProjectTaskListQuery(PageParams):
     """`GET /projects/{id}/tasks`: paging, order and every filter; instants need an offset.
 
     A naive instant would be guessed against some zone, so it is a 422 instead.
