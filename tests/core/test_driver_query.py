@@ -39,7 +39,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import Database, DriverQuery, driver_connection
-from app.core.db.driver_query import _driver_in_transaction
 from app.core.models import table_of, utcnow
 from app.projects import service as project_service
 from app.tasks import prebuilt
@@ -294,25 +293,3 @@ def test_in_lists_stay_with_sqlalchemy_and_literals_are_bound() -> None:
     assert literal_query.sql is not None
     assert "$2" in literal_query.sql
     assert literal_query._args({"id": 1}) == ["k", 1]
-
-
-async def test_a_write_session_runs_driver_queries_on_the_driver_inside_its_transaction(
-    settings: Settings, housekeeping_engine: Engine
-) -> None:
-    """The fast path is really taken on PostgreSQL (an SQLAlchemy upgrade that changed its
-    adapter would otherwise fall back to the slower, still correct, session path unseen)."""
-    async with (
-        _database(settings, housekeeping_engine) as database,
-        database.sessionmaker() as session,
-    ):
-        driver = await _driver_in_transaction(session)
-        if not settings.is_postgres:
-            assert driver is None
-            return
-        assert driver is not None
-        assert driver.is_in_transaction()
-        await session.commit()
-        # After the commit the next use begins the next transaction.
-        again = await _driver_in_transaction(session)
-        assert again is not None
-        assert again.is_in_transaction()

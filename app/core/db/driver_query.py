@@ -93,38 +93,13 @@ def _refuse(what: str, type_: TypeEngine[Any]) -> TypeError:
     )
 
 
-async def _driver_in_transaction(session: AsyncSession) -> Any:
-    """PostgreSQL, a session that may write: asyncpg's connection under the session's own,
-    inside the session's transaction (begun here if no statement of its own began it yet).
-
-    SQLAlchemy's asyncpg adapter begins the driver's transaction lazily, at its own first
-    statement: a statement sent past it before that would commit on its own. None (the
-    session executes the statement itself) wherever that cannot be made sure of.
-    """
-    bind = session.bind
-    if bind is None or bind.dialect.name != "postgresql":
-        return None
-    connection = await session.connection()
-    pooled = await connection.get_raw_connection()
-    adapted = pooled.dbapi_connection
-    if getattr(adapted, "_transaction", _UNKNOWN) is None:
-        await adapted._start_transaction()  # type: ignore[union-attr]
-    driver = pooled.driver_connection
-    return driver if driver is not None and driver.is_in_transaction() else None
-
-
-_UNKNOWN = object()
-
-
 class DriverQuery:
-    """A SELECT compiled once by SQLAlchemy and, on PostgreSQL, run by asyncpg itself:
-    SQLAlchemy's async adaptation and result objects cost more than the query.
+    """A SELECT compiled once by SQLAlchemy and, in a read session on PostgreSQL, run by
+    asyncpg itself: SQLAlchemy's async adaptation and result objects cost more than the query.
 
-    Atomic by construction: a read session's connection holds no transaction and its
-    statements are all SELECTs; in any other session the driver is used only inside the
-    session's own transaction (begun first if need be), and where that cannot be made sure
-    of the session executes the statement, as SQLite's always do. Refused when built: any
-    statement but a SELECT, and any
+    Atomic by construction: only a read session (whose connection holds no transaction) runs
+    it on the driver; any other session executes it on its own connection, inside its
+    transaction, as do SQLite's. Refused when built: any statement but a SELECT, and any
     parameter or column whose type asyncpg would convert differently from SQLAlchemy (see
     `_converts_exactly`). Parameters get SQLAlchemy's bind processing on both paths, so a
     value the ORM refuses is refused here too, with the same StatementError.
@@ -168,7 +143,7 @@ class DriverQuery:
         self, session: AsyncSession, params: Mapping[str, Any]
     ) -> Sequence[Mapping[str, Any]]:
         """Every row, as mappings of column name to value."""
-        driver = await self._driver(session)
+        driver = driver_connection(session) if self.sql is not None else None
         if driver is not None:
             rows: Sequence[Mapping[str, Any]] = await driver.fetch(self.sql, *self._args(params))
             return rows
@@ -179,18 +154,12 @@ class DriverQuery:
         self, session: AsyncSession, params: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
         """The first row, or None."""
-        driver = await self._driver(session)
+        driver = driver_connection(session) if self.sql is not None else None
         if driver is not None:
             row: Mapping[str, Any] | None = await driver.fetchrow(self.sql, *self._args(params))
             return row
         result = await (await session.connection()).execute(self.statement, params)
         return cast(Mapping[str, Any] | None, result.mappings().first())
-
-    async def _driver(self, session: AsyncSession) -> Any:
-        if self.sql is None:
-            return None
-        held = driver_connection(session)
-        return held if held is not None else await _driver_in_transaction(session)
 
     def _args(self, params: Mapping[str, Any]) -> list[Any]:
         fixed = self._fixed
