@@ -8,8 +8,7 @@ that format is written or parsed.
 import uuid
 from typing import Annotated
 
-from fastapi import Header, Request, Response
-from pydantic import BaseModel
+from fastapi import Header, Request
 
 from app.core.errors import PreconditionFailed
 
@@ -110,20 +109,6 @@ def if_none_match_matches(header: str | None, version: int) -> bool:
         return False
     current = etag_for(version)
     return any(tag == "*" or tag.removeprefix("W/") == current for tag in _tags(header))
-
-
-def json_response(
-    model: BaseModel, *, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    """A response (200 unless told) with the model's JSON, serialized once.
-
-    For routes that already hold the exact response model: FastAPI would otherwise dump it to
-    a dict, validate that against `response_model` and serialize the result.
-    """
-    body = model.__pydantic_serializer__.to_json(model)
-    return Response(
-        content=body, status_code=status_code, media_type="application/json", headers=headers
-    )
 
 
 # Location headers: `url_for` walks the whole route table on every call, so the path of each
