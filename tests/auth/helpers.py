@@ -21,7 +21,6 @@ from app.core.db import Database
 from app.core.mail import Mail, MemoryMailer
 from app.core.models import utcnow
 from app.core.security import TokenType
-from tests.factories import API, SignedInUser, sign_in
 from tests.helpers import HANG_GUARD
 
 T = TypeVar("T")
@@ -136,47 +135,3 @@ def in_session(app: FastAPI, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 def random_ip() -> str:
     """A client address of its own, so throttle counters never meet another test's."""
     return ".".join(str(random.randint(1, 254)) for _ in range(4))
-
-
-# --- Left for tests/users/test_router.py only, which this change does not edit: once it takes
-# ADMIN_EMAIL, ADMIN_SETTINGS, sign_in_admin and bearer (for bearer_headers) from
-# tests.factories and assert_problem from tests.helpers, this block goes.
-
-ADMIN_EMAIL = "root-admin@example.com"
-ADMIN_PASSWORD = "admin-password-1234"
-ADMIN_SETTINGS: dict[str, Any] = {
-    "FIRST_ADMIN_EMAIL": ADMIN_EMAIL,
-    "FIRST_ADMIN_PASSWORD": ADMIN_PASSWORD,
-}
-PROBLEM = "application/problem+json"
-
-
-def sign_in_admin(client: TestClient) -> SignedInUser:
-    """Sign in the first admin (the app must have been built with ADMIN_SETTINGS)."""
-    tokens = sign_in(client, ADMIN_EMAIL, ADMIN_PASSWORD)
-    me = client.get(f"{API}/users/me", headers=bearer_headers(tokens["access_token"]))
-    assert me.status_code == 200, me.text
-    assert me.json()["role"] == "admin"
-    return SignedInUser(
-        id=me.json()["id"],
-        email=ADMIN_EMAIL,
-        password=ADMIN_PASSWORD,
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-    )
-
-
-def bearer_headers(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> None:
-    """The response is a problem document with this status (and stable code)."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status
-    if code is not None:
-        assert body["code"] == code, body
-    if status == 401:
-        assert response.headers["www-authenticate"] == "Bearer"

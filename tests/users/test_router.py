@@ -9,16 +9,20 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from tests.auth.helpers import (
+from tests.auth.helpers import scalar, uuid_param
+from tests.factories import (
     ADMIN_EMAIL,
     ADMIN_SETTINGS,
-    assert_problem,
-    bearer_headers,
-    scalar,
+    API,
+    SignedInUser,
+    bearer,
+    new_user,
+    register,
+    sign_in,
     sign_in_admin,
-    uuid_param,
+    unique_email,
 )
-from tests.factories import API, SignedInUser, new_user, register, sign_in, unique_email
+from tests.helpers import assert_problem
 
 ME = f"{API}/users/me"
 
@@ -176,7 +180,7 @@ def test_change_password_signs_out_every_other_session(client: TestClient) -> No
         headers=user.headers,
     )
     assert response.status_code == 204
-    assert_problem(client.get(ME, headers=bearer_headers(laptop["access_token"])), 401)
+    assert_problem(client.get(ME, headers=bearer(laptop["access_token"])), 401)
     refresh = client.post(f"{API}/auth/refresh", json={"refresh_token": laptop["refresh_token"]})
     assert_problem(refresh, 401)
     assert client.get(ME, headers=user.headers).status_code == 200
@@ -194,7 +198,7 @@ def test_change_password_with_a_wrong_current_password_is_a_400(client: TestClie
         headers=user.headers,
     )
     assert_problem(response, 400, "wrong_password")
-    assert client.get(ME, headers=bearer_headers(other["access_token"])).status_code == 200
+    assert client.get(ME, headers=bearer(other["access_token"])).status_code == 200
     sign_in(client, user.email, user.password)
 
 
@@ -283,7 +287,7 @@ def test_admin_creates_users_with_any_role(admin_client: TestClient, admin: Sign
     assert response.status_code == 201, response.text
     assert (response.json()["email"], response.json()["role"]) == (email.lower(), "admin")
     staff = sign_in(admin_client, email, "staff-password")
-    listing = admin_client.get(f"{API}/users", headers=bearer_headers(staff["access_token"]))
+    listing = admin_client.get(f"{API}/users", headers=bearer(staff["access_token"]))
     assert listing.status_code == 200
     taken = admin_client.post(
         f"{API}/users", json={"email": email, "password": "whatever-1"}, headers=admin.headers
@@ -339,7 +343,7 @@ def test_admin_deactivation_kills_the_users_tokens(
     admin_client.patch(f"{API}/users/{user.id}", json={"is_active": True}, headers=admin.headers)
     assert_problem(admin_client.get(ME, headers=user.headers), 401)
     fresh = sign_in(admin_client, user.email, user.password)
-    assert admin_client.get(ME, headers=bearer_headers(fresh["access_token"])).is_success
+    assert admin_client.get(ME, headers=bearer(fresh["access_token"])).is_success
 
 
 def test_admin_update_changes_role_email_and_password(
