@@ -21,13 +21,14 @@ from app.core.logging import configure_logging
 from app.core.mail import create_mailer
 from app.core.middleware import (
     BodySizeLimitMiddleware,
+    PrivateCacheMiddleware,
     SecurityHeadersMiddleware,
     UnexpectedErrorMiddleware,
 )
 from app.core.openapi import install_openapi
 from app.core.pagination import CursorCodec
 from app.core.process import tune_garbage_collector
-from app.core.rate_limit import RateLimiter
+from app.core.rate_limit import RateLimiter, RateLimitHeadersMiddleware
 from app.core.security import PasswordHasher, TokenCodec
 from app.health.router import router as health_router
 
@@ -38,6 +39,16 @@ Sign in with **Authorize** (email and password); every protected operation then 
 this page. Every error is an RFC 9457 problem document with a stable `code`.
 """
 
+
+# Response headers a browser app may read across origins (CORS hides the others).
+EXPOSED_HEADERS = [
+    "ETag",
+    "Location",
+    "Retry-After",
+    "X-Request-ID",
+    "RateLimit",
+    "RateLimit-Policy",
+]
 
 # Connections for rate-limit counters, per process (each counter update holds one briefly).
 LIMITER_POOL_SIZE = 6
@@ -117,6 +128,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.ENVIRONMENT == "production")
+    app.add_middleware(PrivateCacheMiddleware)
+    app.add_middleware(RateLimitHeadersMiddleware)
     if settings.CORS_ORIGINS:
         app.add_middleware(
             CORSMiddleware,
@@ -131,7 +144,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 "X-Request-ID",
                 "Idempotency-Key",
             ],
-            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

@@ -42,7 +42,18 @@ def assert_problem(
     if code is not None:
         assert body["code"] == code, body
     if status == 401:
-        assert response.headers["www-authenticate"] == "Bearer"
+        challenge = response.headers["www-authenticate"]
+        if body["code"] in ("invalid_token", "token_expired"):
+            # RFC 6750 3.1: the bearer challenge names the error (and says why).
+            assert challenge.startswith('Bearer error="invalid_token", error_description="')
+        else:
+            assert challenge == "Bearer"
+    # Every 422 names the fields at fault, whether pydantic or a rule of the domain refused it.
+    if status == 422:
+        assert body["errors"], body
+        assert all(error["loc"] and error["msg"] and error["type"] for error in body["errors"])
+    else:
+        assert "errors" not in body, body
     return body
 
 

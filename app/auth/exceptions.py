@@ -8,9 +8,27 @@ class InvalidCredentials(Unauthorized):
     detail = "Incorrect email or password."
 
 
+def bearer_challenge(error: str, description: str) -> str:
+    """A `WWW-Authenticate` challenge as RFC 6750 3 writes it (the description is ASCII)."""
+    return f'Bearer error="{error}", error_description="{description}"'
+
+
 class InvalidTokenError(Unauthorized):
+    """The token is not one of ours, or was revoked: sign in again (refreshing cannot help)."""
+
     code = "invalid_token"
-    detail = "The token is invalid, expired or revoked."
+    detail = "The access token is not valid or was revoked; sign in again."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.headers["WWW-Authenticate"] = bearer_challenge("invalid_token", self.message)
+
+
+class TokenExpiredError(InvalidTokenError):
+    """The access token was valid and has expired: refresh it (POST /auth/refresh)."""
+
+    code = "token_expired"
+    detail = "The access token has expired; refresh it or sign in again."
 
 
 class NotAuthenticated(Unauthorized):
@@ -36,8 +54,10 @@ class SessionNotFound(NotFound):
 class PasswordIsEmail(UnprocessableEntity):
     code = "password_is_email"
     detail = "The password must not be the email address."
+    loc = ("body", "password")
 
 
 class PasswordRequired(UnprocessableEntity):
     code = "password_required"
     detail = "Confirm this change with `current_password`."
+    loc = ("body", "current_password")

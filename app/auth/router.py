@@ -8,19 +8,37 @@ from app.auth import service
 from app.auth.dependencies import ActivePrincipal, AuthDep, ClientDep, PasswordFormDep
 from app.auth.schemas import (
     Accepted,
-    PasswordRecoveryRequest,
-    PasswordResetRequest,
-    RefreshRequest,
+    PasswordRecoveryRequestBody,
+    PasswordResetRequestBody,
+    RefreshRequestBody,
     SessionPublic,
     TokenPair,
 )
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import CursorCodecDep, Page, PageParamsDep
+from app.core.rate_limit import rate_limited
 from app.core.routing import AppRouter
-from app.users.schemas import UserPublic, UserRegister
+from app.core.schemas import examples
+from app.users.schemas import UserPublic, UserRegisterBody
 
 router = AppRouter(prefix="/auth", tags=["auth"])
+
+# The password form's examples (a form body has no model to hang them on).
+SIGN_IN_EXAMPLES = {
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "examples": examples(
+                    password=(
+                        "Email and password",
+                        {"username": "ada@example.com", "password": "correct horse battery staple"},
+                    ),
+                )
+            }
+        }
+    }
+}
 
 # Tokens must never sit in a shared cache.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -32,9 +50,10 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     responses=problem_responses(409, 429),
+    openapi_extra=rate_limited(service.REGISTER_POLICY),
 )
 async def register(
-    data: UserRegister, session: SessionDep, auth: AuthDep, client: ClientDep
+    data: UserRegisterBody, session: SessionDep, auth: AuthDep, client: ClientDep
 ) -> UserPublic:
     """Create a user account with the `user` role; sign in afterwards with `/auth/token`."""
     user = await service.register(session, auth, data=data, client=client)
@@ -46,6 +65,7 @@ async def register(
     summary="Sign in (OAuth2 password flow)",
     response_model=TokenPair,
     responses=problem_responses(401, 429),
+    openapi_extra={**rate_limited(service.SIGN_IN_POLICY), **SIGN_IN_EXAMPLES},
 )
 async def sign_in(
     form: PasswordFormDep,
@@ -69,7 +89,7 @@ async def sign_in(
     responses=problem_responses(401),
 )
 async def refresh(
-    data: RefreshRequest, session: SessionDep, auth: AuthDep, response: Response
+    data: RefreshRequestBody, session: SessionDep, auth: AuthDep, response: Response
 ) -> TokenPair:
     """Exchange a refresh token (usable once) for a new access and refresh token."""
     pair = await service.refresh(session, auth, refresh_token=data.refresh_token)
@@ -122,9 +142,10 @@ async def delete_session(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     responses=problem_responses(429),
+    openapi_extra=rate_limited(service.RECOVERY_POLICY),
 )
 async def password_recovery(
-    data: PasswordRecoveryRequest,
+    data: PasswordRecoveryRequestBody,
     session: SessionDep,
     auth: AuthDep,
     client: ClientDep,
@@ -144,6 +165,8 @@ async def password_recovery(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(400),
 )
-async def password_reset(data: PasswordResetRequest, session: SessionDep, auth: AuthDep) -> None:
+async def password_reset(
+    data: PasswordResetRequestBody, session: SessionDep, auth: AuthDep
+) -> None:
     """Set a new password with the mailed token; every session of the account ends."""
     await service.reset_password(session, auth, token=data.token, new_password=data.new_password)

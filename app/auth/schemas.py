@@ -1,12 +1,13 @@
 """Request and response models for signing in and out."""
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
+from fastapi import Body
 from pydantic import ConfigDict
 from sqlmodel import Field
 
-from app.core.schemas import Email, InputModel, Instant, Password, PublicModel
+from app.core.schemas import Email, InputModel, Instant, Password, PublicModel, examples
 
 TOKEN_MAX_LENGTH = 4096
 
@@ -42,6 +43,37 @@ class PasswordRecoveryRequest(InputModel):
 class PasswordResetRequest(InputModel):
     token: str = Field(min_length=1, max_length=TOKEN_MAX_LENGTH)
     new_password: Password
+
+
+RefreshRequestBody = Annotated[
+    RefreshRequest,
+    Body(
+        openapi_examples=examples(
+            rotate=(
+                "The refresh token",
+                {"refresh_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."},
+            )
+        )
+    ),
+]
+PasswordRecoveryRequestBody = Annotated[
+    PasswordRecoveryRequest,
+    Body(openapi_examples=examples(forgot=("My email", {"email": "ada@example.com"}))),
+]
+PasswordResetRequestBody = Annotated[
+    PasswordResetRequest,
+    Body(
+        openapi_examples=examples(
+            reset=(
+                "The mailed token",
+                {
+                    "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                    "new_password": "correct horse battery staple",
+                },
+            )
+        )
+    ),
+]
 
 
 class Accepted(PublicModel):

@@ -8,7 +8,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, update
 from sqlalchemy import inspect as sa_inspect
@@ -25,6 +25,7 @@ from app.auth.exceptions import (
     PasswordIsEmail,
     PasswordRequired,
     SessionNotFound,
+    TokenExpiredError,
 )
 from app.auth.models import USER_AGENT_MAX_LENGTH, AuthSession
 from app.auth.schemas import SessionPublic, TokenPair
@@ -39,6 +40,7 @@ from app.core.security import (
     InvalidToken,
     PasswordHasher,
     TokenCodec,
+    TokenExpired,
     TokenType,
     password_fingerprint,
 )
@@ -89,16 +91,35 @@ def _uuid(value: str | None) -> uuid.UUID:
         raise InvalidUUID(value) from exc
 
 
-async def _throttle_check(limiter: RateLimiter, keys: list[tuple[str, int]], window: int) -> None:
-    for key, limit in keys:
-        decision = await limiter.check(key, limit=limit, window_seconds=window)
+# The public quotas (per client address), as the RateLimit headers name them.
+REGISTER_POLICY = "register"
+SIGN_IN_POLICY = "sign-in-failures"
+RECOVERY_POLICY = "password-recovery"
+
+
+class Budget(NamedTuple):
+    """One rate-limit counter: its key, its limit, and the public policy name that the
+    RateLimit headers show it under (None: never shown, as for per-account budgets)."""
+
+    key: str
+    limit: int
+    policy: str | None = None
+
+
+async def _throttle_check(limiter: RateLimiter, budgets: list[Budget], window: int) -> None:
+    # Every budget is read (so each public one is announced) before the first spent one says no.
+    decisions = [
+        await limiter.check(key, limit=limit, window_seconds=window, policy=policy)
+        for key, limit, policy in budgets
+    ]
+    for decision in decisions:
         if not decision.allowed:
             raise TooManyRequests(decision.retry_after)
 
 
-async def _throttle_hit(limiter: RateLimiter, keys: list[tuple[str, int]], window: int) -> None:
-    for key, limit in keys:
-        decision = await limiter.hit(key, limit=limit, window_seconds=window)
+async def _throttle_hit(limiter: RateLimiter, budgets: list[Budget], window: int) -> None:
+    for key, limit, policy in budgets:
+        decision = await limiter.hit(key, limit=limit, window_seconds=window, policy=policy)
         if not decision.allowed:
             raise TooManyRequests(decision.retry_after)
 
@@ -109,8 +130,8 @@ def _printable(text: str) -> str:
     return "".join(char for char in text if char.isprintable())
 
 
-def _login_account_key(settings: Settings, email: str) -> tuple[str, int]:
-    return (f"login:account:{email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
+def _login_account_key(settings: Settings, email: str) -> Budget:
+    return Budget(f"login:account:{email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
 
 
 def ensure_password_not_email(password: str, email: str) -> None:
@@ -126,7 +147,7 @@ async def register(
     settings = auth.settings
     await _throttle_hit(
         auth.limiter,
-        [(f"register:ip:{client.ip}", settings.REGISTER_MAX_PER_IP)],
+        [Budget(f"register:ip:{client.ip}", settings.REGISTER_MAX_PER_IP, REGISTER_POLICY)],
         settings.REGISTER_WINDOW_SECONDS,
     )
     hashed = await auth.hasher.hash(data.password)
@@ -177,7 +198,7 @@ async def sign_in(
     email = unicodedata.normalize("NFC", email.strip()).lower()
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
     account_key = _login_account_key(settings, email)
-    ip_key = (f"login:ip:{client.ip}", settings.LOGIN_MAX_FAILURES_PER_IP)
+    ip_key = Budget(f"login:ip:{client.ip}", settings.LOGIN_MAX_FAILURES_PER_IP, SIGN_IN_POLICY)
     await _throttle_check(auth.limiter, [account_key, ip_key], window)
 
     user = await user_service.get_user_by_email(session, email) if len(email) <= 254 else None
@@ -186,10 +207,10 @@ async def sign_in(
         password, user.hashed_password if user else None
     )
     if user is None or not ok or not user.is_active:
-        for key, limit in (account_key, ip_key):
-            await auth.limiter.hit(key, limit=limit, window_seconds=window)
+        for key, limit, policy in (account_key, ip_key):
+            await auth.limiter.hit(key, limit=limit, window_seconds=window, policy=policy)
         raise InvalidCredentials()
-    await auth.limiter.clear(account_key[0], limit=account_key[1], window_seconds=window)
+    await auth.limiter.clear(account_key.key, limit=account_key.limit, window_seconds=window)
 
     if new_hash:
         # Outdated scheme (bcrypt) or parameters: upgrade while we hold the plain password.
@@ -281,6 +302,8 @@ async def authenticate(session: AsyncSession, auth: AuthComponents, token: str) 
         claims = auth.tokens.decode(token, TokenType.ACCESS)
         session_id = _uuid(claims.session_id)
         user_id = _uuid(claims.subject)
+    except TokenExpired as exc:
+        raise TokenExpiredError() from exc
     except (InvalidToken, InvalidUUID) as exc:
         raise InvalidTokenError() from exc
     now = utcnow()
@@ -424,7 +447,7 @@ async def confirm_password(
         # Undo this request's writes first (authenticate may have touched last_used_at): on
         # SQLite an open write transaction would lock out the limiter's own connection.
         await session.rollback()
-        await auth.limiter.hit(account_key[0], limit=account_key[1], window_seconds=window)
+        await auth.limiter.hit(account_key.key, limit=account_key.limit, window_seconds=window)
         raise WrongPassword()
 
 
@@ -458,8 +481,8 @@ async def request_password_reset(
     await _throttle_hit(
         auth.limiter,
         [
-            (f"recovery:ip:{client.ip}", settings.RECOVERY_MAX_PER_IP),
-            (f"recovery:email:{email}", settings.RECOVERY_MAX_PER_EMAIL),
+            Budget(f"recovery:ip:{client.ip}", settings.RECOVERY_MAX_PER_IP, RECOVERY_POLICY),
+            Budget(f"recovery:email:{email}", settings.RECOVERY_MAX_PER_EMAIL),
         ],
         settings.RECOVERY_WINDOW_SECONDS,
     )

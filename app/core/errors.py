@@ -6,7 +6,8 @@ methods) and unexpected exceptions as the same `application/problem+json` docume
 """
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -28,37 +29,30 @@ PROBLEM_TYPE_BASE = "https://tasks-api.example.com/problems/"
 class FieldError(BaseModel):
     """One validation failure: where it is, what is wrong, and its machine-readable type."""
 
-    loc: list[str | int]
-    msg: str
-    type: str
+    loc: list[str | int] = Field(
+        description="Where: `body`, `query`, `path` or `header`, then the field's path."
+    )
+    msg: str = Field(description="What is wrong, for people.")
+    type: str = Field(description="A stable machine-readable kind, e.g. `string_too_short`.")
 
 
 class Problem(BaseModel):
     """An RFC 9457 problem document; every error response of this API has this shape."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "example": {
-                "type": "https://tasks-api.example.com/problems/not_found",
-                "title": "Not Found",
-                "status": 404,
-                "detail": "The requested resource was not found.",
-                "code": "not_found",
-                "request_id": "4b6a3c1e8f2d4e0b9a7c5d3e1f0a2b4c",
-            }
-        },
-    )
+    model_config = ConfigDict(extra="allow")
 
     type: str = Field(description="A URI naming the kind of problem.")
     title: str = Field(description="A short summary of the kind of problem.")
     status: int = Field(description="The HTTP status code.")
-    detail: str = Field(description="What went wrong in this occurrence.")
+    detail: str = Field(description="What went wrong in this occurrence, for people.")
     code: str = Field(description="A stable machine-readable code, e.g. `task_not_found`.")
-    request_id: str | None = Field(default=None, description="Quote it when reporting a bug.")
-    errors: list[FieldError] | None = Field(
-        default=None, description="For validation errors: one entry per invalid field."
-    )
+    request_id: str | None = Field(description="Quote it when reporting a bug.")
+
+
+class ValidationProblem(Problem):
+    """A 422 problem: the request was well formed, but these fields are not acceptable."""
+
+    errors: list[FieldError] = Field(description="One entry per invalid field.")
 
 
 class AppError(Exception):
@@ -70,6 +64,8 @@ class AppError(Exception):
     # Most errors undo the request's writes; a few must keep them (revoking a session whose
     # refresh token was replayed is the point of that error), and say so here.
     keeps_writes: ClassVar[bool] = False
+    # Field errors, for 422s (see UnprocessableEntity).
+    errors: list[dict[str, Any]] | None = None
 
     def __init__(
         self,
@@ -130,9 +126,60 @@ class PayloadTooLarge(AppError):
 
 
 class UnprocessableEntity(AppError):
+    """A well-formed request the rules refuse; `errors` names the field (`loc`) at fault.
+
+    Every 422 carries `errors`, whether pydantic or a domain rule refused the request.
+    """
+
     status_code = 422
     code = "validation_error"
     detail = "The request is not valid."
+    loc: ClassVar[tuple[str | int, ...]] = ("body",)
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        loc: Sequence[str | int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(detail, **kwargs)
+        where = list(self.loc if loc is None else loc)
+        self.errors = [{"loc": where, "msg": self.message, "type": self.code}]
+
+    def within(self, *prefix: str | int) -> None:
+        """Say the fields are inside `prefix` of the body (an item of a list, say)."""
+        for error in self.errors or ():
+            if error["loc"][:1] == ["body"]:
+                error["loc"] = ["body", *prefix, *error["loc"][1:]]
+
+
+class ReferenceNotFound(UnprocessableEntity):
+    """A body field names a row that does not exist, or is not the caller's.
+
+    A 404 is only ever about the URL's resource: a missing `project_id` in a body is the
+    body's fault, and a client must not read it as "this collection is gone".
+    """
+
+    code = "reference_not_found"
+    detail = "No such item of yours."
+
+
+@contextmanager
+def referring(*loc: str | int, detail: str) -> Iterator[None]:
+    """Inside, a NotFound is about a reference the request made: ReferenceNotFound at `loc`.
+
+    For lookups shared with routes whose URL names the row (there, a 404 is right).
+    """
+    try:
+        yield
+    except NotFound as exc:
+        raise ReferenceNotFound(detail, loc=loc, extra=exc.extra) from exc
+
+
+class MalformedPrecondition(BadRequest):
+    code = "malformed_precondition"
+    detail = "The If-Match or If-None-Match header is not a list of entity tags."
 
 
 class TooManyRequests(AppError):
@@ -166,11 +213,36 @@ _HTTP_CODES = {
 }
 
 
-def _title(status: int) -> str:
+def status_title(status: int) -> str:
+    """The status's reason phrase (a problem's `title`)."""
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+def problem_body(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    request_id: str | None,
+    errors: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One problem document's members (`errors` only when there are field errors)."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": status_title(status),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    return body
 
 
 def problem_response(
@@ -183,18 +255,9 @@ def problem_response(
     extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     """Render one problem document."""
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": _title(status),
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "request_id": correlation_id.get(),
-    }
-    if errors is not None:
-        body["errors"] = errors
-    if extra:
-        body.update(extra)
+    body = problem_body(
+        status, code, detail, request_id=correlation_id.get(), errors=errors, **(extra or {})
+    )
     return JSONResponse(
         body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE
     )
@@ -207,7 +270,12 @@ def _json_safe_loc(loc: Iterable[Any]) -> list[str | int]:
 async def _app_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
     return problem_response(
-        exc.status_code, exc.code, exc.message, headers=exc.headers, extra=exc.extra
+        exc.status_code,
+        exc.code,
+        exc.message,
+        headers=exc.headers,
+        errors=exc.errors,
+        extra=exc.extra,
     )
 
 
@@ -234,23 +302,79 @@ def _allowed_methods(request: Request) -> str:
 async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    detail = exc.detail if isinstance(exc.detail, str) else _title(exc.status_code)
+    detail = exc.detail if isinstance(exc.detail, str) else status_title(exc.status_code)
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No resource at this path."
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
-    return problem_response(exc.status_code, code, detail, headers=headers)
+    errors = None
+    if exc.status_code == 422:
+        # Raised while the body streams in (a NUL in it, see middleware.py).
+        errors = [{"loc": ["body"], "msg": detail, "type": "nul_character"}]
+    return problem_response(exc.status_code, code, detail, headers=headers, errors=errors)
+
+
+# Pydantic's messages for the patterns the API publishes (a regex is no message for people).
+PATTERN_MESSAGES: dict[str, str] = {}
+
+
+def describe_pattern(pattern: str, message: str) -> str:
+    """Register the message a value that does not match `pattern` gets; returns the pattern."""
+    PATTERN_MESSAGES[pattern] = message
+    return pattern
+
+
+# Pydantic's wording, where it reads like a library's ("Value error, ...").
+_MESSAGES = {
+    "missing": "This field is required.",
+    "extra_forbidden": "Unknown field; see the schema for the fields this operation takes.",
+    "model_attributes_type": "Expected a JSON object.",
+    "dict_type": "Expected a JSON object.",
+}
+
+
+def human_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message as the API sends it: a sentence for people."""
+    kind = error["type"]
+    message = str(error.get("msg", ""))
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        return PATTERN_MESSAGES.get(pattern, "This value does not have the expected format.")
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message.removeprefix(prefix)
+            return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+    return message if message.endswith(".") else message + "."
 
 
 async def _validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
-    errors = [
-        {"loc": _json_safe_loc(err.get("loc", ())), "msg": err.get("msg", ""), "type": err["type"]}
-        for err in exc.errors()
-    ]
+    errors = exc.errors()
+    malformed = next((err for err in errors if err["type"] == "json_invalid"), None)
+    if malformed is not None:
+        # Not JSON at all is a malformed request (400), not a refused one (422).
+        reason = malformed.get("ctx", {}).get("error", "invalid JSON")
+        position = malformed.get("loc", ("body", 0))[-1]
+        return problem_response(
+            400,
+            "malformed_json",
+            f"The request body is not valid JSON ({reason} at character {position}).",
+        )
     return problem_response(
-        422, "validation_error", "The request is not valid; see `errors`.", errors=errors
+        422,
+        "validation_error",
+        "The request is not valid; see `errors`.",
+        errors=[
+            {
+                "loc": _json_safe_loc(err.get("loc", ())),
+                "msg": human_message(err),
+                "type": err["type"],
+            }
+            for err in errors
+        ],
     )
 
 
@@ -289,10 +413,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries documenting the given error statuses as problem documents."""
-    return {
-        status: {
-            "description": _title(status),
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-        for status in statuses
-    }
+    # Their schema, example and headers are added with every other response's (openapi.py).
+    return {status: {"description": status_title(status)} for status in statuses}

@@ -5,13 +5,23 @@ the row's `version`, which grows by one on every change. The helpers here are th
 that format is written or parsed.
 """
 
+import re
 import uuid
 from typing import Annotated
 
 from fastapi import Header, Request
+from pydantic import WithJsonSchema
 
-from app.core.errors import PreconditionFailed
+from app.core.errors import MalformedPrecondition, PreconditionFailed
 
+# RFC 9110 8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text.
+_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
+# `*` or a list of entity tags, as the document publishes it. Published only: the header is
+# parsed by `_tags`, so that a malformed one is our 400 `malformed_precondition`, not a 422.
+ENTITY_TAGS_PATTERN = rf"^[ \t]*(?:\*|{_TAG}(?:[ \t]*,[ \t]*{_TAG})*)[ \t]*$"
+
+# A header is absent or a string, never null: the document says so (no `null` variant).
+_ENTITY_TAGS = WithJsonSchema({"type": "string", "maxLength": 1024, "pattern": ENTITY_TAGS_PATTERN})
 IfMatchHeader = Annotated[
     str | None,
     Header(
@@ -19,6 +29,7 @@ IfMatchHeader = Annotated[
         max_length=1024,
         description='Apply only if the ETag still matches (e.g. `"v3"`); 412 otherwise.',
     ),
+    _ENTITY_TAGS,
 ]
 IfNoneMatchHeader = Annotated[
     str | None,
@@ -27,6 +38,7 @@ IfNoneMatchHeader = Annotated[
         max_length=1024,
         description="Answer 304 with no body when this ETag is still current.",
     ),
+    _ENTITY_TAGS,
 ]
 
 
@@ -45,8 +57,31 @@ def etag_for(version: int) -> str:
     return f'"v{version}"'
 
 
+# A list element: optional white space, an entity tag (or nothing: empty elements are allowed),
+# optional white space, then a comma or the end.
+_LIST_ELEMENT = re.compile(r'[ \t]*((?:W/)?"[\x21\x23-\x7e\x80-\xff]*")?[ \t]*(?:,|$)')
+
+
 def _tags(header: str) -> list[str]:
-    return [part.strip() for part in header.split(",") if part.strip()]
+    """The entity tags of an If-Match / If-None-Match list; MalformedPrecondition (400) if the
+    header is neither `*` nor such a list (a client bug, not a changed resource)."""
+    if header.strip(" \t") == "*":
+        return ["*"]
+    tags: list[str] = []
+    position = 0
+    while position < len(header):
+        element = _LIST_ELEMENT.match(header, position)
+        if element is None or element.end() == position:
+            tags = []
+            break
+        if element.group(1):
+            tags.append(element.group(1))
+        position = element.end()
+    if not tags:
+        raise MalformedPrecondition(
+            'Send `*` or entity tags as the ETag header gives them, quotes included (`"v3"`).'
+        )
+    return tags
 
 
 def if_match_passes(header: str | None, version: int) -> bool:

@@ -4,15 +4,26 @@ the answer to an unexpected error."""
 import re
 
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import internal_error_response, log_unexpected_error, problem_response
+from app.core.errors import (
+    internal_error_response,
+    log_unexpected_error,
+    problem_response,
+)
 
 # A NUL character: raw, percent-encoded (query strings, forms), or as a JSON escape that is not
 # itself escaped (`\\u0000` is those six characters, and fine).
 _NUL_URLENCODED = re.compile(rb"\x00|%00")
 _NUL_JSON = re.compile(rb"\x00|(?<!\\)(?:\\\\)*\\u0000")
 NUL_DETAIL = "Text must not contain NUL characters."
+
+
+def nul_problem(where: str) -> JSONResponse:
+    """The 422 for a NUL in the request's `where` (path, query or body)."""
+    errors = [{"loc": [where], "msg": NUL_DETAIL, "type": "nul_character"}]
+    return problem_response(422, "validation_error", NUL_DETAIL, errors=errors)
 
 
 class BodySizeLimitMiddleware:
@@ -33,7 +44,8 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if _NUL_URLENCODED.search(scope.get("query_string", b"")) or "\x00" in scope["path"]:
-            await problem_response(422, "validation_error", NUL_DETAIL)(scope, receive, send)
+            where = "path" if "\x00" in scope["path"] else "query"
+            await nul_problem(where)(scope, receive, send)
             return
         nul = _NUL_JSON
         for name, value in scope["headers"]:
@@ -162,3 +174,37 @@ class UnexpectedErrorMiddleware:
                 raise
             log_unexpected_error(scope["method"], scope["path"], exc)
             await internal_error_response()(scope, receive, send)
+
+
+class PrivateCacheMiddleware:
+    """Mark answers to authenticated reads `Cache-Control: private, no-cache`, `Vary:
+    Authorization` (a route's own Cache-Control wins).
+
+    A browser may keep them and revalidate with the ETag (a 304 costs no body), but no shared
+    cache may, and one browser's two users never get each other's answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in {"GET", "HEAD"}:
+            await self.app(scope, receive, send)
+            return
+        if not any(name == b"authorization" for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_private(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                names = {name.lower() for name, _ in headers}
+                if b"cache-control" not in names:
+                    headers.append((b"cache-control", b"private, no-cache"))
+                vary = [value for name, value in headers if name.lower() == b"vary"]
+                if not any(b"authorization" in value.lower() for value in vary):
+                    headers.append((b"vary", b"Authorization"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_private)

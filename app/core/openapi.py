@@ -17,14 +17,162 @@ from fastapi.openapi.utils import get_openapi
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from app.core.config import Settings
-from app.core.errors import PROBLEM_MEDIA_TYPE, FieldError, Problem
+from app.core.errors import (
+    PROBLEM_MEDIA_TYPE,
+    FieldError,
+    Problem,
+    ValidationProblem,
+    problem_body,
+    status_title,
+)
+from app.core.rate_limit import RATE_LIMITED, RATELIMIT_DRAFT
 
-_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _BODY_METHODS = {"post", "put", "patch"}
+_REQUEST_ID = "4b6a3c1e8f2d4e0b9a7c5d3e1f0a2b4c"
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}}
+def _example(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return problem_body(status, code, detail, request_id=_REQUEST_ID, **extra)
+
+
+# One realistic example per status, in the documents every error response shows.
+PROBLEM_EXAMPLES: dict[int, dict[str, Any]] = {
+    400: _example(
+        400,
+        "malformed_json",
+        "The request body is not valid JSON (Expecting value at character 12).",
+    ),
+    # A 400 of an operation without a body can only be about its conditional headers.
+    -400: _example(
+        400,
+        "malformed_precondition",
+        'Send `*` or entity tags as the ETag header gives them, quotes included (`"v3"`).',
+    ),
+    401: _example(
+        401, "token_expired", "The access token has expired; refresh it or sign in again."
+    ),
+    403: _example(403, "forbidden", "This operation is for admins only."),
+    404: _example(404, "not_found", "The requested resource was not found."),
+    409: _example(409, "label_name_taken", "You already have a label with this name."),
+    412: _example(
+        412,
+        "version_mismatch",
+        "The resource has changed since you read it; read it again and retry.",
+        current_version=4,
+        current_etag='"v4"',
+    ),
+    413: _example(413, "payload_too_large", "The request body exceeds 1048576 bytes."),
+    422: _example(
+        422,
+        "validation_error",
+        "The request is not valid; see `errors`.",
+        errors=[
+            {
+                "loc": ["body", "title"],
+                "msg": "Must hold something besides white space.",
+                "type": "string_pattern_mismatch",
+            }
+        ],
+    ),
+    429: _example(429, "rate_limited", "Too many requests; try again later."),
+    500: _example(500, "internal_error", "An unexpected error occurred."),
+    503: _example(503, "service_unavailable", "The service is temporarily unavailable."),
+}
+
+# Response headers, declared once in components and referenced from each response.
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "This request's id (yours, if you sent one); quote it in bug reports.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "ETag": {
+        "description": "The representation's version; send it in If-Match or If-None-Match.",
+        "required": True,
+        "schema": {"type": "string", "example": '"v3"'},
+    },
+    "Location": {
+        "description": "The path of the created resource.",
+        "required": True,
+        "schema": {"type": "string", "format": "uri-reference"},
+    },
+    "WWW-Authenticate": {
+        "description": (
+            "The bearer challenge (RFC 6750): `error` is `invalid_token` for a token that is "
+            "not valid or has expired (the problem's `code` tells which)."
+        ),
+        "required": True,
+        "schema": {"type": "string", "example": 'Bearer error="invalid_token"'},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "RateLimit-Policy": {
+        "description": (
+            f"The per-client quota ({RATELIMIT_DRAFT}): "
+            '`"name";q=<quota>;w=<window seconds>`. Sent when rate limiting is on.'
+        ),
+        "schema": {"type": "string", "example": '"sign-in-failures";q=20;w=900'},
+    },
+    "RateLimit": {
+        "description": (
+            f"What is left of that quota ({RATELIMIT_DRAFT}): "
+            '`"name";r=<remaining>;t=<seconds until it resets>`.'
+        ),
+        "schema": {"type": "string", "example": '"sign-in-failures";r=17;t=600'},
+    },
+}
+
+
+def _header_refs(*names: str) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+def _problem(status: int, description: str, *, has_body: bool) -> dict[str, Any]:
+    schema = "ValidationProblem" if status == 422 else "Problem"
+    key = -400 if status == 400 and not has_body else status
+    return {
+        "description": description,
+        "content": {
+            PROBLEM_MEDIA_TYPE: {
+                "schema": {"$ref": f"#/components/schemas/{schema}"},
+                "example": PROBLEM_EXAMPLES.get(key, PROBLEM_EXAMPLES[500]),
+            }
+        },
+    }
+
+
+def _single_resource(response: dict[str, Any], components: dict[str, Any]) -> bool:
+    """Whether a response's body is one versioned resource (so it carries its ETag)."""
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    ref = schema.get("$ref", "")
+    component = components.get(ref.rsplit("/", 1)[-1], {}) if ref else {}
+    return "version" in component.get("properties", {})
+
+
+def document_responses(operation: dict[str, Any], components: dict[str, Any]) -> None:
+    """Give each response of `operation` its problem schema and example, and its headers."""
+    rate_limited = RATE_LIMITED in operation
+    for status, response in operation.get("responses", {}).items():
+        code = int(status) if status.isdigit() else 0
+        if code >= 400:
+            description = response.get("description") or status_title(code)
+            has_body = "requestBody" in operation
+            response.update(_problem(code, description, has_body=has_body))
+        names = ["X-Request-ID"]
+        if code == 429:
+            names.append("Retry-After")
+        if code == 401:
+            names.append("WWW-Authenticate")
+        if code == 304 or (200 <= code < 300 and _single_resource(response, components)):
+            names.append("ETag")
+        if code == 201 and "ETag" in names:
+            names.append("Location")
+        if rate_limited:
+            names += ["RateLimit-Policy", "RateLimit"]
+        response["headers"] = {**response.get("headers", {}), **_header_refs(*names)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,24 +296,29 @@ def install_openapi(app: FastAPI) -> None:
             servers=app.servers,
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["Problem"] = Problem.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        components["Problem"].pop("$defs", None)
-        components["FieldError"] = FieldError.model_json_schema()
+        template = "#/components/schemas/{model}"
+        for model in (Problem, ValidationProblem):
+            components[model.__name__] = model.model_json_schema(
+                ref_template=template, mode="serialization"
+            )
+            components[model.__name__].pop("$defs", None)
+        components["FieldError"] = FieldError.model_json_schema(mode="serialization")
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
+        schema["components"]["headers"] = HEADERS
         for path_item in schema.get("paths", {}).values():
             for method, operation in path_item.items():
                 responses = operation.setdefault("responses", {})
-                if "422" in responses:
-                    responses["422"] = _problem("Validation error")
                 if method in _BODY_METHODS and "requestBody" in operation:
                     # A body that is not valid JSON (or form) at all, or one over the size
                     # limit, is refused before validation by the framework and the middleware.
-                    responses.setdefault("400", _problem("Bad Request"))
-                    responses.setdefault("413", _problem("Content Too Large"))
-                responses.setdefault("500", _problem("Internal Server Error"))
+                    responses.setdefault("400", {"description": "Malformed request"})
+                    responses.setdefault("413", {"description": "Content Too Large"})
+                names = {parameter["name"] for parameter in operation.get("parameters", [])}
+                if names & {"If-Match", "If-None-Match"}:
+                    responses.setdefault("400", {"description": "Malformed request"})
+                responses.setdefault("500", {"description": "Internal Server Error"})
+                document_responses(operation, components)
                 seen: set[str] = set()
                 for parameter in operation.get("parameters", []):
                     _forbid_nul(parameter.get("schema", {}), components, seen)

@@ -25,6 +25,7 @@ from app.core.db import DriverQuery
 from app.core.errors import UnprocessableEntity
 from app.core.query import QueryModel
 from app.core.rows import RowJSON
+from app.core.schemas import RESPONSE_MODEL_CONFIG
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -37,6 +38,8 @@ S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 class Page(BaseModel, Generic[T]):
     """One page of a list, and the cursor for the next one (null on the last page)."""
+
+    model_config = RESPONSE_MODEL_CONFIG
 
     items: list[T]
     next_cursor: str | None = Field(
@@ -77,6 +80,7 @@ class RowPage(Generic[T]):
 class InvalidCursor(UnprocessableEntity):
     code = "invalid_cursor"
     detail = "The cursor is not valid for this list; start again without one."
+    loc = ("query", "cursor")
 
 
 class PageParams(QueryModel):

@@ -8,6 +8,7 @@ request that observed it rolls back.
 """
 
 import hashlib
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerSecond
@@ -20,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.clock import Clock, wall_clock
 from app.core.config import Settings
@@ -137,6 +139,77 @@ class Decision:
     retry_after: int
 
 
+# The RateLimit header fields of draft-ietf-httpapi-ratelimit-headers-10 (September 2025):
+# `RateLimit-Policy: "name";q=<quota>;w=<window s>` and `RateLimit: "name";r=<left>;t=<s>`.
+RATELIMIT_DRAFT = "draft-ietf-httpapi-ratelimit-headers-10"
+# The OpenAPI extension naming an operation's public quota (its responses then document the
+# RateLimit headers, app/core/openapi.py).
+RATE_LIMITED = "x-rate-limit-policy"
+
+
+def rate_limited(policy: str) -> dict[str, str]:
+    """A route's `openapi_extra` for an operation that counts against the quota `policy`."""
+    return {RATE_LIMITED: policy}
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaState:
+    """Where one public quota stands after this request, for the RateLimit headers."""
+
+    policy: str
+    quota: int
+    window: int
+    remaining: int
+    reset: int
+
+    @property
+    def policy_field(self) -> str:
+        return f'"{self.policy}";q={self.quota};w={self.window}'
+
+    @property
+    def state_field(self) -> str:
+        return f'"{self.policy}";r={self.remaining};t={self.reset}'
+
+
+# The public quotas the current request touched, by policy name (set by the middleware).
+_request_quotas: ContextVar[dict[str, QuotaState] | None] = ContextVar(
+    "request_quotas", default=None
+)
+
+
+class RateLimitHeadersMiddleware:
+    """Send the RateLimit-Policy and RateLimit fields for the public quotas a request used.
+
+    Only quotas given a policy name are announced (per client address); per-account ones
+    never are: how many guesses an account has left is for no one to know.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        quotas: dict[str, QuotaState] = {}
+        token = _request_quotas.set(quotas)
+
+        async def send_with_quotas(message: Message) -> None:
+            if message["type"] == "http.response.start" and quotas:
+                states = quotas.values()
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"ratelimit-policy", ", ".join(q.policy_field for q in states).encode()),
+                    (b"ratelimit", ", ".join(q.state_field for q in states).encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_quotas)
+        finally:
+            _request_quotas.reset(token)
+
+
 class RateLimiter:
     """Fixed-window limits by (name, identifier); a no-op when limits are disabled.
 
@@ -172,21 +245,42 @@ class RateLimiter:
         stats = await self.strategy.get_window_stats(item, key)
         return max(1, int(stats.reset_time - self.clock()) + 1)
 
-    async def hit(self, key: str, *, limit: int, window_seconds: int) -> Decision:
-        """Count one event; refused once more than `limit` happened in the window."""
+    async def _announce(self, policy: str | None, item: RateLimitItemPerSecond, key: str) -> None:
+        quotas = _request_quotas.get()
+        if policy is None or quotas is None:
+            return
+        stats = await self.strategy.get_window_stats(item, key)
+        reset = max(0, int(stats.reset_time - self.clock()) + 1)
+        quotas[policy] = QuotaState(
+            policy, item.amount, window=item.get_expiry(), remaining=stats.remaining, reset=reset
+        )
+
+    async def hit(
+        self, key: str, *, limit: int, window_seconds: int, policy: str | None = None
+    ) -> Decision:
+        """Count one event; refused once more than `limit` happened in the window.
+
+        A `policy` name makes the quota public: the response's RateLimit headers show it.
+        """
         if not self.enabled:
             return Decision(True, 0)
         item = RateLimitItemPerSecond(limit, window_seconds)
-        if await self.strategy.hit(item, key):
+        allowed = await self.strategy.hit(item, key)
+        await self._announce(policy, item, key)
+        if allowed:
             return Decision(True, 0)
         return Decision(False, await self._retry_after(item, key))
 
-    async def check(self, key: str, *, limit: int, window_seconds: int) -> Decision:
+    async def check(
+        self, key: str, *, limit: int, window_seconds: int, policy: str | None = None
+    ) -> Decision:
         """Whether `limit` events already happened in the window, without counting one."""
         if not self.enabled:
             return Decision(True, 0)
         item = RateLimitItemPerSecond(limit, window_seconds)
-        if await self.strategy.test(item, key):
+        allowed = await self.strategy.test(item, key)
+        await self._announce(policy, item, key)
+        if allowed:
             return Decision(True, 0)
         return Decision(False, await self._retry_after(item, key))
 

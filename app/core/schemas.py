@@ -1,8 +1,9 @@
 """Field types shared by every area's request and response models."""
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
+from fastapi.openapi.models import Example
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -13,8 +14,11 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
 )
 from sqlmodel import SQLModel
+
+from app.core.errors import describe_pattern
 
 EMAIL_MAX_LENGTH = 254
 PASSWORD_MIN_LENGTH = 8
@@ -74,7 +78,11 @@ InstantIn = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 # Responses show instants in UTC as ISO 8601 with an explicit offset ("+00:00"), whatever
 # offset the client sent.
-Instant = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
+Instant = Annotated[
+    datetime,
+    PlainSerializer(_utc_iso, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
 
 
 def _number_only(value: object) -> object:
@@ -94,7 +102,9 @@ NUMBER_ONLY = BeforeValidator(_number_only)
 # Something besides white space (what Python's str.strip() removes: Unicode white space and
 # the separators \x1c-\x1f), and no NUL anywhere (refused at the edge, see middleware.py).
 # Published in the schema, so clients and fuzzers know a blank name is refused before sending.
-NOT_BLANK = r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$"
+NOT_BLANK = describe_pattern(
+    r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$", "Must hold something besides white space."
+)
 
 
 def name_constraints(max_length: int) -> StringConstraints:
@@ -107,8 +117,20 @@ def name_constraints(max_length: int) -> StringConstraints:
     )
 
 
+# Response models say every field is always sent (`required`), defaults or not: generated
+# clients then type them as present.
+RESPONSE_MODEL_CONFIG = ConfigDict(
+    from_attributes=True, json_schema_serialization_defaults_required=True
+)
+
+
+def examples(**named: tuple[str, dict[str, Any]]) -> dict[str, Example]:
+    """Request-body examples for `Body(openapi_examples=...)`: name=(summary, value)."""
+    return {name: {"summary": summary, "value": value} for name, (summary, value) in named.items()}
+
+
 class PublicModel(BaseModel):
     """Base of response models: plain pydantic (SQLModel's own `__init__` would validate every
     instance twice), read from ORM instances by attribute."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = RESPONSE_MODEL_CONFIG

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import anyio
 from cachetools import LRUCache
 from jose import jwt
-from jose.exceptions import JOSEError
+from jose.exceptions import ExpiredSignatureError, JOSEError
 from passlib.context import CryptContext
 
 from app.core.config import Settings
@@ -44,6 +44,11 @@ class TokenType(StrEnum):
 
 class InvalidToken(Exception):
     """The token is malformed, forged, expired, or of the wrong kind."""
+
+
+class TokenExpired(InvalidToken):
+    """The token is ours and was valid, but its lifetime is over (the signature is checked
+    first, so a forged token is never reported as expired)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +225,7 @@ class TokenCodec:
             if utcnow() < known.expires_at:
                 return known
             del self._verified[key]
-            raise InvalidToken("expired")
+            raise TokenExpired("expired")
         claims = self._verify(token, token_type)
         self._verified[key] = claims
         return claims
@@ -235,6 +240,9 @@ class TokenCodec:
                 issuer=self.issuer,
                 options={"require_exp": True, "require_iat": True, "require_sub": True},
             )
+        except ExpiredSignatureError as exc:
+            # python-jose checks the signature before the claims: this token is ours.
+            raise TokenExpired(str(exc)) from exc
         except (JOSEError, ValueError, TypeError, KeyError) as exc:
             raise InvalidToken(str(exc)) from exc
         if payload.get("typ") != token_type.value or not isinstance(payload.get("jti"), str):

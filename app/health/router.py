@@ -15,7 +15,10 @@ router = AppRouter(prefix="/health", tags=["health"])
 
 
 class HealthStatus(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"status": "ok"}})
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"status": "ok"}},
+        json_schema_serialization_defaults_required=True,
+    )
 
     status: str
 

@@ -17,7 +17,7 @@ from app.core.routing import AppRouter
 from app.labels import service
 from app.labels.dependencies import LabelForUpdate, OwnedLabel
 from app.labels.models import Label
-from app.labels.schemas import LabelCreate, LabelPublic, LabelUpdate
+from app.labels.schemas import LabelCreateBody, LabelPublic, LabelUpdateBody
 
 router = AppRouter(prefix="/labels", tags=["labels"])
 
@@ -48,7 +48,11 @@ async def list_labels(
     responses=problem_responses(401, 409, 422),
 )
 async def create_label(
-    data: LabelCreate, user: ActiveUser, session: SessionDep, request: Request, response: Response
+    data: LabelCreateBody,
+    user: ActiveUser,
+    session: SessionDep,
+    request: Request,
+    response: Response,
 ) -> LabelPublic:
     """Create a label; 409 if the caller has one with the same name in any case."""
     label = await service.create_label(session, owner_id=user.id, **data.model_dump())
@@ -78,7 +82,7 @@ async def read_label(
     responses=problem_responses(401, 404, 409, 412, 422),
 )
 async def update_label(
-    data: LabelUpdate,
+    data: LabelUpdateBody,
     label: LabelForUpdate,
     session: SessionDep,
     response: Response,

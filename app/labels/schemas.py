@@ -3,9 +3,10 @@
 import uuid
 from typing import Annotated
 
+from fastapi import Body
 from sqlmodel import Field
 
-from app.core.schemas import InputModel, Instant, PublicModel, name_constraints
+from app.core.schemas import InputModel, Instant, PublicModel, examples, name_constraints
 from app.labels.models import NAME_MAX_LENGTH
 from app.projects.schemas import Color
 
@@ -24,6 +25,26 @@ class LabelUpdate(InputModel):
 
     name: LabelName = Field(default=None)
     color: Color | None = None
+
+
+LabelCreateBody = Annotated[
+    LabelCreate,
+    Body(
+        openapi_examples=examples(
+            simple=("A label", {"name": "errands"}),
+            coloured=("With a colour", {"name": "waiting", "color": "#f59e0b"}),
+        )
+    ),
+]
+LabelUpdateBody = Annotated[
+    LabelUpdate,
+    Body(
+        openapi_examples=examples(
+            rename=("Rename it", {"name": "shopping"}),
+            plain=("Clear the colour", {"color": None}),
+        )
+    ),
+]
 
 
 class LabelBrief(PublicModel):

@@ -1,7 +1,7 @@
 """Queries and rules for labels: plain functions, session first, keyword-only after."""
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.errors import ReferenceNotFound
 from app.core.http import check_if_match
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
@@ -40,9 +41,16 @@ async def get_label(
 
 
 async def get_labels(
-    session: AsyncSession, *, owner_id: uuid.UUID, label_ids: Collection[uuid.UUID]
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    label_ids: Sequence[uuid.UUID],
+    loc: Sequence[str | int] = ("body", "label_ids"),
 ) -> list[Label]:
-    """The caller's labels with these ids; LabelNotFound naming the first one that is not."""
+    """The caller's labels with these ids, which a request names at `loc`.
+
+    One that is not the caller's is a ReferenceNotFound (422) at its index in `label_ids`.
+    """
     wanted = set(label_ids)
     if not wanted:
         return []
@@ -50,7 +58,10 @@ async def get_labels(
     labels = list((await session.exec(statement)).all())
     missing = wanted - {label.id for label in labels}
     if missing:
-        raise LabelNotFound(extra={"label_id": str(min(missing))})
+        index, label_id = next((i, id_) for i, id_ in enumerate(label_ids) if id_ in missing)
+        raise ReferenceNotFound(
+            "You have no such label.", loc=(*loc, index), extra={"label_id": str(label_id)}
+        )
     return labels
 
 

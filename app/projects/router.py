@@ -19,7 +19,7 @@ from app.core.routing import AppRouter
 from app.projects import service
 from app.projects.dependencies import OwnedProject, ProjectForUpdate, ProjectInTrashOrNot
 from app.projects.models import Project
-from app.projects.schemas import ProjectCreate, ProjectPublic, ProjectUpdate
+from app.projects.schemas import ProjectCreateBody, ProjectPublic, ProjectUpdateBody
 
 router = AppRouter(prefix="/projects", tags=["projects"])
 
@@ -58,7 +58,11 @@ async def list_projects(
     responses=problem_responses(401, 422),
 )
 async def create_project(
-    data: ProjectCreate, user: ActiveUser, session: SessionDep, request: Request, response: Response
+    data: ProjectCreateBody,
+    user: ActiveUser,
+    session: SessionDep,
+    request: Request,
+    response: Response,
 ) -> ProjectPublic:
     """Create a project; `Location` and `ETag` name the new project."""
     project = await service.create_project(session, owner_id=user.id, **data.model_dump())
@@ -88,7 +92,7 @@ async def read_project(
     responses=problem_responses(401, 404, 409, 412, 422),
 )
 async def update_project(
-    data: ProjectUpdate,
+    data: ProjectUpdateBody,
     project: ProjectForUpdate,
     session: SessionDep,
     response: Response,

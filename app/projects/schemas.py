@@ -3,17 +3,22 @@
 import uuid
 from typing import Annotated
 
+from fastapi import Body
 from pydantic import Field as PydanticField
 from pydantic import StrictBool, StringConstraints
 from sqlmodel import Field
 
-from app.core.schemas import InputModel, Instant, PublicModel, name_constraints
+from app.core.errors import describe_pattern
+from app.core.schemas import InputModel, Instant, PublicModel, examples, name_constraints
 from app.projects.models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
 
 # "#rrggbb"; shared by projects and labels.
 Color = Annotated[
     str,
-    StringConstraints(max_length=7, pattern=r"^#[0-9a-fA-F]{6}$"),
+    StringConstraints(
+        max_length=7,
+        pattern=describe_pattern(r"^#[0-9a-fA-F]{6}$", "A colour is written #rrggbb, in hex."),
+    ),
     PydanticField(examples=["#3b82f6"]),
 ]
 ProjectName = Annotated[str, name_constraints(NAME_MAX_LENGTH)]
@@ -40,6 +45,30 @@ class ProjectUpdate(InputModel):
     description: Description | None = None
     color: Color | None = None
     is_archived: StrictBool = Field(default=None)
+
+
+ProjectCreateBody = Annotated[
+    ProjectCreate,
+    Body(
+        openapi_examples=examples(
+            simple=("A project", {"name": "Garden"}),
+            styled=(
+                "With a description and a colour",
+                {"name": "Garden", "description": "Beds, trees and the shed.", "color": "#3b82f6"},
+            ),
+        )
+    ),
+]
+ProjectUpdateBody = Annotated[
+    ProjectUpdate,
+    Body(
+        openapi_examples=examples(
+            rename=("Rename it", {"name": "Allotment"}),
+            archive=("Archive it", {"is_archived": True}),
+            plain=("Clear the colour", {"color": None}),
+        )
+    ),
+]
 
 
 class ProjectPublic(PublicModel):

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.errors import AppError
+from app.core.errors import AppError, UnprocessableEntity, referring
 from app.core.models import utcnow
 from app.tasks.models import Task, TaskStatus
 from app.tasks.schemas import (
@@ -24,9 +24,8 @@ from app.tasks.service import change_labels, get_task, to_public, trash_task, up
 
 
 async def _apply(
-    session: AsyncSession, operation: BulkOperation, *, owner_id: uuid.UUID, now: datetime
+    session: AsyncSession, operation: BulkOperation, task: Task, *, now: datetime
 ) -> tuple[Task, bool]:
-    task = await get_task(session, owner_id=owner_id, task_id=operation.id, for_update=True)
     if isinstance(operation, BulkUpdate):
         changes = operation.fields.model_dump(exclude_unset=True)
         return await update_task(session, task, changes, now=now), False
@@ -47,6 +46,15 @@ async def _apply(
     return task, True
 
 
+def _in_operation(error: AppError, index: int, *nested: str) -> AppError:
+    """The error of operation `index`, saying so (its fields' `loc` inside that operation)."""
+    error.extra["operation_index"] = index
+    error.message = f"Operation {index}: {error.message}"
+    if isinstance(error, UnprocessableEntity):
+        error.within("operations", index, *nested)
+    return error
+
+
 async def bulk(
     session: AsyncSession, *, owner_id: uuid.UUID, operations: Sequence[BulkOperation]
 ) -> BulkResult:
@@ -59,11 +67,18 @@ async def bulk(
     deleted: list[uuid.UUID] = []
     for index, operation in enumerate(operations):
         try:
-            task, was_deleted = await _apply(session, operation, owner_id=owner_id, now=now)
+            with referring("body", "id", detail="You have no such task."):
+                task = await get_task(
+                    session, owner_id=owner_id, task_id=operation.id, for_update=True
+                )
         except AppError as exc:
-            exc.extra["operation_index"] = index
-            exc.message = f"Operation {index}: {exc.message}"
-            raise
+            raise _in_operation(exc, index) from None
+        try:
+            task, was_deleted = await _apply(session, operation, task, now=now)
+        except AppError as exc:
+            # An update's fields sit in its `fields`; every other operation's at its top.
+            nested = ("fields",) if isinstance(operation, BulkUpdate) else ()
+            raise _in_operation(exc, index, *nested) from None
         if was_deleted:
             deleted.append(task.id)
             touched.pop(task.id, None)

@@ -45,7 +45,9 @@ def _task_list_query(model: type[Q]) -> Callable[[Request], Awaitable[Q]]:
         """The list's query parameters, validated in one go (see app.core.query)."""
         query = await read(request)
         if query.parent_id is not None and query.top_level is not None:
-            raise UnprocessableEntity("Use `parent_id` or `top_level`, not both.")
+            raise UnprocessableEntity(
+                "Use `parent_id` or `top_level`, not both.", loc=("query", "top_level")
+            )
         return query
 
     return task_list_query

@@ -1,6 +1,6 @@
 """Task errors, each with a stable code."""
 
-from app.core.errors import Conflict, NotFound, UnprocessableEntity
+from app.core.errors import Conflict, NotFound, ReferenceNotFound, UnprocessableEntity
 
 
 class TaskNotFound(NotFound):
@@ -8,29 +8,40 @@ class TaskNotFound(NotFound):
     detail = "No such task."
 
 
-class ParentNotFound(NotFound):
-    code = "parent_not_found"
-    detail = "The parent task does not exist."
+class ParentNotFound(ReferenceNotFound):
+    detail = "You have no such task to be the parent (`parent_id`)."
+    loc = ("body", "parent_id")
+
+
+NO_SUCH_PROJECT = "You have no such project."
+
+
+class AnchorNotFound(ReferenceNotFound):
+    detail = "You have no such task in this project to place this one next to."
 
 
 class TaskCycle(UnprocessableEntity):
     code = "task_cycle"
     detail = "A task cannot be its own ancestor."
+    loc = ("body", "parent_id")
 
 
 class TaskTooDeep(UnprocessableEntity):
     code = "task_too_deep"
     detail = "Subtasks nest too deeply."
+    loc = ("body", "parent_id")
 
 
 class SubtaskProjectMismatch(UnprocessableEntity):
     code = "subtask_project_mismatch"
     detail = "A subtask stays in its parent's project; clear `parent_id` to move it elsewhere."
+    loc = ("body", "project_id")
 
 
 class TooManyLabels(UnprocessableEntity):
     code = "too_many_labels"
     detail = "A task carries too many labels."
+    loc = ("body", "label_ids")
 
 
 class InvalidMove(UnprocessableEntity):

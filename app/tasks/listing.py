@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, and_, bindparam, not_, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.errors import referring
 from app.core.models import table_of, utcnow
 from app.core.pagination import CursorCodec, PageParams, RowPage, SortKey, paginate_prebuilt
 from app.core.sql import LIKE_ESCAPE, contains_pattern
@@ -49,13 +50,21 @@ def sort_keys(sort: str) -> tuple[list[SortKey], Callable[[Any], list[Any]]]:
 async def check_filter_owners(
     session: AsyncSession, *, owner_id: uuid.UUID, filters: TaskFilters
 ) -> None:
-    # Filtering by someone else's project, label or task is a 404, like reading it.
+    # Filtering by a project, label or task the caller does not have is the query's fault (a
+    # 422 naming the parameter), whether it is someone else's or does not exist.
     if filters.project_id is not None:
-        await project_service.get_project(session, owner_id=owner_id, project_id=filters.project_id)
+        with referring("query", "project_id", detail="You have no such project."):
+            await project_service.get_project(
+                session, owner_id=owner_id, project_id=filters.project_id
+            )
     if filters.label_ids:
-        await label_service.get_labels(session, owner_id=owner_id, label_ids=filters.label_ids)
+        await label_service.get_labels(
+            session, owner_id=owner_id, label_ids=filters.label_ids, loc=("query", "label")
+        )
     if filters.parent_id is not None:
-        await tree.get_parent(session, owner_id=owner_id, parent_id=filters.parent_id)
+        await tree.get_parent(
+            session, owner_id=owner_id, parent_id=filters.parent_id, loc=("query", "parent_id")
+        )
 
 
 @dataclass(frozen=True, slots=True)

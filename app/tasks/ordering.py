@@ -7,10 +7,11 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.errors import referring
 from app.core.versioning import touch
 from app.projects import service as project_service
 from app.tasks import prebuilt, tree
-from app.tasks.exceptions import InvalidMove, TaskNotFound
+from app.tasks.exceptions import NO_SUCH_PROJECT, AnchorNotFound, InvalidMove
 from app.tasks.models import Task
 from app.tasks.position import key_between, keys_after
 from app.tasks.visibility import LIVE
@@ -79,13 +80,15 @@ async def _neighbour_key(
     return (await session.exec(statement.limit(1))).first()
 
 
-async def _get_anchor(session: AsyncSession, task: Task, anchor_id: uuid.UUID) -> Task:
+async def _get_anchor(
+    session: AsyncSession, task: Task, anchor_id: uuid.UUID, *, field: str
+) -> Task:
     statement = select(Task).where(Task.id == anchor_id, Task.owner_id == task.owner_id, LIVE)
     anchor = (await session.exec(statement)).first()
     if anchor is None:
-        raise TaskNotFound(extra={"anchor_id": str(anchor_id)})
+        raise AnchorNotFound(loc=("body", field), extra={"anchor_id": str(anchor_id)})
     if anchor.project_id != task.project_id:
-        raise InvalidMove()
+        raise InvalidMove(loc=("body", field))
     return anchor
 
 
@@ -96,6 +99,7 @@ async def move_next_to(
 
     Only the moved row changes: its new key lies between the anchor's and the neighbour's.
     """
+    field = "after_id" if after else "before_id"
     low: str | None
     high: str | None
     if anchor_id is None:
@@ -105,9 +109,9 @@ async def move_next_to(
         else:
             low, high = await _neighbour_key(session, task, after=False, pivot=None), None
     elif anchor_id == task.id:
-        raise InvalidMove()
+        raise InvalidMove(loc=("body", field))
     else:
-        anchor = await _get_anchor(session, task, anchor_id)
+        anchor = await _get_anchor(session, task, anchor_id, field=field)
         if after:
             low = anchor.position
             high = await _neighbour_key(session, task, after=True, pivot=low)
@@ -126,7 +130,8 @@ async def move_to_project(
     session: AsyncSession, task: Task, project_id: uuid.UUID, now: datetime
 ) -> None:
     """Put the task at the end of another project, its subtree right after it."""
-    await project_service.get_project(session, owner_id=task.owner_id, project_id=project_id)
+    with referring("body", "project_id", detail=NO_SUCH_PROJECT):
+        await project_service.get_project(session, owner_id=task.owner_id, project_id=project_id)
     descendant_ids = [task_id for task_id, _ in await tree.descendants(session, task.id)]
     subtree: list[Task] = [task]
     if descendant_ids:

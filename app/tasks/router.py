@@ -32,14 +32,14 @@ from app.tasks.dependencies import (
 from app.tasks.models import Task
 from app.tasks.prebuilt import TaskDocument
 from app.tasks.schemas import (
-    BulkRequest,
+    BulkRequestBody,
     BulkResult,
-    ProjectTaskCreate,
+    ProjectTaskCreateBody,
     ProjectTaskListQuery,
-    TaskCreate,
+    TaskCreateBody,
     TaskListQuery,
     TaskPublic,
-    TaskUpdate,
+    TaskUpdateBody,
 )
 from app.users.models import User
 
@@ -107,7 +107,7 @@ async def list_tasks(
     responses=problem_responses(401, 404, 422),
 )
 async def create_task(
-    data: TaskCreate, user: ActiveUser, session: SessionDep, request: Request
+    data: TaskCreateBody, user: ActiveUser, session: SessionDep, request: Request
 ) -> Response:
     """Create a task at the end of its project (the Inbox unless `project_id` is given)."""
     task = await service.create_task(session, owner_id=user.id, **data.model_dump())
@@ -120,7 +120,7 @@ async def create_task(
     response_model=BulkResult,
     responses=problem_responses(401, 404, 409, 422),
 )
-async def bulk_tasks(data: BulkRequest, user: ActiveUser, session: SessionDep) -> BulkResult:
+async def bulk_tasks(data: BulkRequestBody, user: ActiveUser, session: SessionDep) -> BulkResult:
     """Apply up to 100 operations in order, all or none; a failure names `operation_index`.
 
     Operations: `update` (`fields` as in PATCH), `complete`, `move` (`project_id`; a subtask
@@ -162,7 +162,7 @@ async def read_task(
 )
 async def update_task(
     task_id: TaskId,
-    data: TaskUpdate,
+    data: TaskUpdateBody,
     user: ActiveUser,
     session: SessionDep,
     if_match: IfMatchHeader = None,
@@ -237,7 +237,7 @@ async def list_project_tasks(
     responses=problem_responses(401, 404, 422),
 )
 async def create_project_task(
-    data: ProjectTaskCreate,
+    data: ProjectTaskCreateBody,
     project: OwnedProject,
     user: ActiveUser,
     session: SessionDep,

@@ -5,12 +5,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from fastapi import Query
+from fastapi import Body, Query
 from pydantic import StringConstraints, model_validator
 from sqlmodel import Field
 
 from app.core.pagination import PageParams
-from app.core.schemas import NUMBER_ONLY, InputModel, Instant, InstantIn, PublicModel
+from app.core.schemas import (
+    NUMBER_ONLY,
+    InputModel,
+    Instant,
+    InstantIn,
+    PublicModel,
+    examples,
+    name_constraints,
+)
 from app.labels.schemas import LabelBrief
 from app.tasks.models import (
     DESCRIPTION_MAX_LENGTH,
@@ -23,7 +31,8 @@ from app.tasks.models import (
 
 MAX_BULK_OPERATIONS = 100
 
-Title = Annotated[str, StringConstraints(min_length=1, max_length=TITLE_MAX_LENGTH)]
+# Like names: trimmed, and never blank.
+Title = Annotated[str, name_constraints(TITLE_MAX_LENGTH)]
 Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
 Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX), NUMBER_ONLY]
 LabelIds = Annotated[list[uuid.UUID], Field(max_length=MAX_LABELS_PER_TASK)]
@@ -94,6 +103,62 @@ class TaskUpdate(InputModel):
         if {"after_id", "before_id"} <= self.model_fields_set:
             raise ValueError("send `after_id` or `before_id`, not both")
         return self
+
+
+TaskCreateBody = Annotated[
+    TaskCreate,
+    Body(
+        openapi_examples=examples(
+            inbox=("Into the Inbox", {"title": "Water the tomatoes"}),
+            planned=(
+                "With a project, a due time, a priority and labels",
+                {
+                    "title": "File the tax return",
+                    "description": "Scan the receipts first.",
+                    "priority": 3,
+                    "due_at": "2026-05-01T17:00:00+02:00",
+                    "project_id": "0b6e5f4a-3c2d-4e1f-9a8b-7c6d5e4f3a2b",
+                    "label_ids": ["5f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f"],
+                },
+            ),
+            subtask=(
+                "A subtask",
+                {"title": "Buy seeds", "parent_id": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"},
+            ),
+        )
+    ),
+]
+ProjectTaskCreateBody = Annotated[
+    ProjectTaskCreate,
+    Body(
+        openapi_examples=examples(
+            simple=("A task at the end of the project", {"title": "Prune the roses"}),
+            due=(
+                "Due on a date, high priority",
+                {"title": "Order compost", "due_at": "2026-04-10T09:00:00Z", "priority": 4},
+            ),
+        )
+    ),
+]
+TaskUpdateBody = Annotated[
+    TaskUpdate,
+    Body(
+        openapi_examples=examples(
+            complete=("Mark it done", {"status": "done"}),
+            reschedule=("Move the due time", {"due_at": "2026-05-02T09:00:00+02:00"}),
+            undated=("Clear the due time", {"due_at": None}),
+            first=("Move it to the top of its project", {"after_id": None}),
+            after=(
+                "Place it right after another task",
+                {"after_id": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"},
+            ),
+            elsewhere=(
+                "Move it to another project",
+                {"project_id": "0b6e5f4a-3c2d-4e1f-9a8b-7c6d5e4f3a2b"},
+            ),
+        )
+    ),
+]
 
 
 class TaskPublic(PublicModel):
@@ -267,6 +332,41 @@ class BulkRequest(InputModel):
     """Up to 100 operations, applied in order, all or none."""
 
     operations: list[BulkOperation] = Field(min_length=1, max_length=MAX_BULK_OPERATIONS)
+
+
+BulkRequestBody = Annotated[
+    BulkRequest,
+    Body(
+        openapi_examples=examples(
+            tidy=(
+                "Complete one task, label another, trash a third",
+                {
+                    "operations": [
+                        {"op": "complete", "id": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"},
+                        {
+                            "op": "add_labels",
+                            "id": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                            "label_ids": ["5f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f"],
+                        },
+                        {"op": "delete", "id": "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a"},
+                    ]
+                },
+            ),
+            reschedule=(
+                "Change fields of a task",
+                {
+                    "operations": [
+                        {
+                            "op": "update",
+                            "id": "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b",
+                            "fields": {"priority": 2},
+                        }
+                    ]
+                },
+            ),
+        )
+    ),
+]
 
 
 class BulkResult(PublicModel):

@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.core.errors import referring
 from app.core.http import check_if_match
 from app.core.models import detached_instance, new_id, table_of, utcnow
 from app.core.versioning import bumped, flush_versioned, touch
@@ -26,6 +27,7 @@ from app.projects import service as project_service
 from app.projects.models import Project
 from app.tasks import ordering, prebuilt, rules, tree
 from app.tasks.exceptions import (
+    NO_SUCH_PROJECT,
     ContainerInTrash,
     SubtaskProjectMismatch,
     TaskNotFound,
@@ -172,7 +174,8 @@ async def _insert_task(
         await tree.check_new_child(session, parent)
         project_id = parent.project_id
     elif project_id is not None:
-        await project_service.get_project(session, owner_id=owner_id, project_id=project_id)
+        with referring("body", "project_id", detail=NO_SUCH_PROJECT):
+            await project_service.get_project(session, owner_id=owner_id, project_id=project_id)
     else:
         # The common case, the Inbox: its id and its last position in one round trip.
         inbox = await prebuilt.inbox_end(session, owner_id=owner_id)

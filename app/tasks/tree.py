@@ -14,12 +14,18 @@ from app.tasks.visibility import LIVE
 MAX_DEPTH = 4
 
 
-async def get_parent(session: AsyncSession, *, owner_id: uuid.UUID, parent_id: uuid.UUID) -> Task:
-    """The caller's live task `parent_id`, or ParentNotFound (a 404 naming the field)."""
+async def get_parent(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    parent_id: uuid.UUID,
+    loc: tuple[str | int, ...] = ParentNotFound.loc,
+) -> Task:
+    """The caller's live task `parent_id`, or ParentNotFound (a 422 naming the field, `loc`)."""
     statement = select(Task).where(Task.id == parent_id, Task.owner_id == owner_id, LIVE)
     parent = (await session.exec(statement)).first()
     if parent is None:
-        raise ParentNotFound(extra={"parent_id": str(parent_id)})
+        raise ParentNotFound(loc=loc, extra={"parent_id": str(parent_id)})
     return parent
 
 

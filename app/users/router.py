@@ -16,11 +16,11 @@ from app.users.dependencies import AdministeredUser
 from app.users.models import Role, User
 from app.users.schemas import (
     NO_CONTROL_CHARACTERS,
-    PasswordChange,
-    UserCreate,
+    PasswordChangeBody,
+    UserCreateBody,
     UserPublic,
-    UserUpdate,
-    UserUpdateMe,
+    UserUpdateBody,
+    UserUpdateMeBody,
 )
 
 router = AppRouter(prefix="/users", tags=["users"])
@@ -52,7 +52,7 @@ async def read_me(user: ActiveUser) -> UserPublic:
     responses=problem_responses(400, 401, 409, 429),
 )
 async def update_me(
-    data: UserUpdateMe, user: ActiveUser, session: SessionDep, auth: AuthDep
+    data: UserUpdateMeBody, user: ActiveUser, session: SessionDep, auth: AuthDep
 ) -> UserPublic:
     """Change the caller's name or email (with `current_password`); only fields sent change."""
     return _public(await service.update_own_account(session, auth, user=user, data=data))
@@ -76,7 +76,7 @@ async def delete_me(user: ActiveUser, session: SessionDep) -> None:
     responses=problem_responses(400, 401, 429),
 )
 async def change_password(
-    data: PasswordChange,
+    data: PasswordChangeBody,
     principal: ActivePrincipal,
     session: SessionDep,
     auth: AuthDep,
@@ -126,7 +126,7 @@ async def list_users(
     responses=problem_responses(401, 403, 409),
 )
 async def create_user(
-    data: UserCreate, _admin: AdminUser, session: SessionDep, auth: AuthDep
+    data: UserCreateBody, _admin: AdminUser, session: SessionDep, auth: AuthDep
 ) -> UserPublic:
     """Create an account with any role."""
     return _public(await service.admin_create_user(session, auth.hasher, data=data))
@@ -150,7 +150,7 @@ async def read_user(user: AdministeredUser) -> UserPublic:
     responses=problem_responses(401, 403, 404, 409),
 )
 async def update_user(
-    data: UserUpdate, user: AdministeredUser, session: SessionDep, auth: AuthDep
+    data: UserUpdateBody, user: AdministeredUser, session: SessionDep, auth: AuthDep
 ) -> UserPublic:
     """Change any field of an account; deactivating it or setting its password signs it out."""
     return _public(await service.admin_update_user(session, auth.hasher, user=user, data=data))

@@ -3,15 +3,27 @@
 import uuid
 from typing import Annotated, Self
 
+from fastapi import Body
 from pydantic import StrictBool, StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from app.core.schemas import PASSWORD_MAX_LENGTH, Email, InputModel, Instant, Password
+from app.core.errors import describe_pattern
+from app.core.schemas import (
+    PASSWORD_MAX_LENGTH,
+    RESPONSE_MODEL_CONFIG,
+    Email,
+    InputModel,
+    Instant,
+    Password,
+    examples,
+)
 from app.users.models import FULL_NAME_MAX_LENGTH, Role
 
 # No control characters: PostgreSQL refuses NUL in text (a 500 rather than a 422), and a
 # newline or escape in a name shown to others is never wanted.
-NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+NO_CONTROL_CHARACTERS = describe_pattern(
+    r"^[^\x00-\x1f\x7f]*$", "Must not contain control characters."
+)
 FullName = Annotated[
     str, StringConstraints(max_length=FULL_NAME_MAX_LENGTH, pattern=NO_CONTROL_CHARACTERS)
 ]
@@ -74,8 +86,84 @@ class PasswordChange(InputModel):
     new_password: Password
 
 
+UserRegisterBody = Annotated[
+    UserRegister,
+    Body(
+        openapi_examples=examples(
+            account=(
+                "An account",
+                {
+                    "email": "ada@example.com",
+                    "password": "correct horse battery staple",
+                    "full_name": "Ada Lovelace",
+                },
+            ),
+        )
+    ),
+]
+UserCreateBody = Annotated[
+    UserCreate,
+    Body(
+        openapi_examples=examples(
+            member=(
+                "A member",
+                {"email": "grace@example.com", "password": "correct horse battery staple"},
+            ),
+            admin=(
+                "Another admin",
+                {
+                    "email": "alan@example.com",
+                    "password": "correct horse battery staple",
+                    "role": "admin",
+                },
+            ),
+        )
+    ),
+]
+UserUpdateMeBody = Annotated[
+    UserUpdateMe,
+    Body(
+        openapi_examples=examples(
+            name=("Change my name", {"full_name": "Ada King"}),
+            email=(
+                "Change my email (needs the password)",
+                {
+                    "email": "ada@lovelace.example",
+                    "current_password": "correct horse battery staple",
+                },
+            ),
+        )
+    ),
+]
+UserUpdateBody = Annotated[
+    UserUpdate,
+    Body(
+        openapi_examples=examples(
+            deactivate=("Deactivate the account", {"is_active": False}),
+            promote=("Make them an admin", {"role": "admin"}),
+        )
+    ),
+]
+PasswordChangeBody = Annotated[
+    PasswordChange,
+    Body(
+        openapi_examples=examples(
+            change=(
+                "A new password",
+                {
+                    "current_password": "correct horse battery staple",
+                    "new_password": "tr0ub4dor and then some",
+                },
+            ),
+        )
+    ),
+]
+
+
 class UserPublic(UserBase):
     """A user as the API shows it: never a hash."""
+
+    model_config = RESPONSE_MODEL_CONFIG  # type: ignore[assignment]  # SQLModel's TypedDict
 
     id: uuid.UUID
     role: Role

@@ -263,3 +263,65 @@ def test_long_account_keys_do_not_share_a_counter(throttled: Throttled) -> None:
             assert _token(client, first, "wrong-password").status_code == 401
         assert _token(client, first, "wrong-password").status_code == 429
         assert _token(client, second, "wrong-password").status_code == 401
+
+
+def _quotas(response: Any, field: str) -> dict[str, dict[str, int]]:
+    """A RateLimit or RateLimit-Policy field (draft-ietf-httpapi-ratelimit-headers-10), parsed:
+    `"name";k=v;...` items, comma separated."""
+    parsed: dict[str, dict[str, int]] = {}
+    for item in response.headers.get(field, "").split(","):
+        if not item.strip():
+            continue
+        name, *params = item.strip().split(";")
+        parsed[name.strip('"')] = {k: int(v) for k, v in (p.split("=") for p in params)}
+    return parsed
+
+
+def test_public_quotas_are_announced_and_account_budgets_never_are(
+    throttled: Throttled,
+) -> None:
+    app = throttled.app(
+        LOGIN_MAX_FAILURES_PER_IP=5,
+        LOGIN_MAX_FAILURES_PER_ACCOUNT=3,
+        LOGIN_FAILURE_WINDOW_SECONDS=WINDOW,
+        REGISTER_MAX_PER_IP=4,
+        REGISTER_WINDOW_SECONDS=WINDOW,
+    )
+    with throttled.client(app) as client:
+        email = throttled.email()
+        signed_up = client.post(
+            f"{API}/auth/register", json={"email": email, "password": DEFAULT_PASSWORD}
+        )
+        assert signed_up.status_code == 201
+        assert _quotas(signed_up, "ratelimit-policy") == {"register": {"q": 4, "w": WINDOW}}
+        state = _quotas(signed_up, "ratelimit")["register"]
+        assert state["r"] == 3
+        assert 1 <= state["t"] <= WINDOW + 1
+
+        failed = _token(client, email, "wrong-password")
+        assert_problem(failed, 401, "invalid_credentials")
+        # Only the address's failures show; the account's budget (3) appears nowhere.
+        assert _quotas(failed, "ratelimit-policy") == {"sign-in-failures": {"q": 5, "w": WINDOW}}
+        assert _quotas(failed, "ratelimit")["sign-in-failures"]["r"] == 4
+        for _ in range(2):
+            _token(client, email, "wrong-password")
+        blocked = _token(client, email, DEFAULT_PASSWORD)
+        assert_problem(blocked, 429, "rate_limited")
+        assert _quotas(blocked, "ratelimit")["sign-in-failures"]["r"] == 2
+        assert "3" not in blocked.headers["ratelimit-policy"]
+
+        # Operations without a public quota send neither field.
+        assert "ratelimit" not in client.get("/health/live").headers
+
+
+def test_a_spent_public_quota_says_so_on_its_429(throttled: Throttled) -> None:
+    app = throttled.app(REGISTER_MAX_PER_IP=1, REGISTER_WINDOW_SECONDS=WINDOW)
+    with throttled.client(app) as client:
+        register(client, email=throttled.email())
+        refused = client.post(
+            f"{API}/auth/register", json={"email": throttled.email(), "password": DEFAULT_PASSWORD}
+        )
+        assert_problem(refused, 429, "rate_limited")
+        state = _quotas(refused, "ratelimit")["register"]
+        assert state["r"] == 0
+        assert state["t"] == int(refused.headers["retry-after"])

@@ -89,7 +89,10 @@ def test_another_hmac_algorithm_with_our_secret_is_refused(
     assert client.get(ME, headers=bearer(jwt.encode(claims, secret))).status_code == 200
 
 
-def test_an_expired_token_is_refused(app: FastAPI, client: TestClient) -> None:
+def test_an_expired_token_is_a_401_token_expired_that_says_refresh(
+    app: FastAPI, client: TestClient
+) -> None:
+    """An app refreshes on `token_expired` and signs out on `invalid_token`: they differ."""
     user = new_user(client)
     _, claims, _ = jwt_segments(user.access_token)
     expired = make_token(
@@ -100,7 +103,18 @@ def test_an_expired_token_is_refused(app: FastAPI, client: TestClient) -> None:
         lifetime=timedelta(minutes=15),
         issued_ago=timedelta(minutes=16),
     )
-    assert_rejected(client, expired)
+    for _ in range(2):  # and again: a refusal is never remembered
+        response = client.get(ME, headers=bearer(expired))
+        problem = assert_problem(response, 401, "token_expired")
+        assert "refresh" in problem["detail"]
+        challenge = response.headers["www-authenticate"]
+        assert challenge == f'Bearer error="invalid_token", error_description="{problem["detail"]}"'
+    # A forged token that is also expired is not "expired": it is not ours at all.
+    forged = jwt.encode({**jwt_segments(expired)[1]}, "not-our-secret", algorithm="HS256")
+    assert_rejected(client, forged)
+    garbage = client.get(ME, headers=bearer("garbage"))
+    assert_problem(garbage, 401, "invalid_token")
+    assert 'error="invalid_token"' in garbage.headers["www-authenticate"]
     fresh = make_token(app, subject=user.id, token_type=TokenType.ACCESS, session_id=claims["sid"])
     assert client.get(ME, headers=bearer(fresh)).status_code == 200
 

@@ -11,8 +11,14 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.types import Message, Receive, Scope, Send
 
-from app.core.errors import NotFound
+from app.core.errors import (
+    NotFound,
+    ReferenceNotFound,
+    UnprocessableEntity,
+    human_message,
+)
 from app.core.middleware import UnexpectedErrorMiddleware
+from app.core.schemas import NOT_BLANK
 from tests.helpers import PROBLEM, assert_problem
 
 
@@ -59,24 +65,13 @@ def test_wrong_method_is_a_405_problem(probe_client: TestClient) -> None:
     assert_complete_problem(probe_client.delete("/health/live"), 405, "method_not_allowed")
 
 
-def test_malformed_json_is_a_422_problem_with_field_errors(probe_client: TestClient) -> None:
-    response = probe_client.post(
-        "/probe/items", content=b'{"name": "x", ', headers={"content-type": "application/json"}
-    )
-    body = assert_complete_problem(response, 422, "validation_error")
-    errors = body["errors"]
-    assert isinstance(errors, list)
-    assert errors[0]["type"] == "json_invalid"
-    assert errors[0]["loc"][0] == "body"
-
-
 def test_invalid_fields_are_listed(probe_client: TestClient) -> None:
     response = probe_client.post("/probe/items", json={"name": "x", "count": "many"})
     body = assert_complete_problem(response, 422, "validation_error")
     assert body["errors"] == [
         {
             "loc": ["body", "count"],
-            "msg": "Input should be a valid integer, unable to parse string as an integer",
+            "msg": "Input should be a valid integer, unable to parse string as an integer.",
             "type": "int_parsing",
         }
     ]
@@ -154,7 +149,8 @@ def test_openapi_documents_errors_as_problems(client: TestClient) -> None:
                 if status.startswith(("4", "5")):
                     content = response["content"]
                     assert PROBLEM in content, (method, path, status)
-                    assert content[PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
+                    name = "ValidationProblem" if status == "422" else "Problem"
+                    assert content[PROBLEM]["schema"] == {"$ref": f"#/components/schemas/{name}"}
 
 
 BROWSER_APP = "http://localhost:5173"
@@ -233,3 +229,46 @@ async def test_an_error_before_the_response_is_answered_by_the_middleware() -> N
     assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 500
     assert b'"internal_error"' in sent[1]["body"]
+
+
+def test_a_body_that_is_not_json_is_a_400_malformed_json(probe_client: TestClient) -> None:
+    for body in (b'{"name": "x", "count":', b"not json", b'{"name": "x",}'):
+        response = probe_client.post(
+            "/probe/items", content=body, headers={"content-type": "application/json"}
+        )
+        problem = assert_complete_problem(response, 400, "malformed_json")
+        assert "not valid JSON" in problem["detail"]
+
+
+def test_validation_messages_are_written_for_people(probe_client: TestClient) -> None:
+    response = probe_client.post("/probe/items", json={"count": "many"})
+    problem = assert_problem(response, 422, "validation_error")
+    messages = {tuple(error["loc"]): error["msg"] for error in problem["errors"]}
+    assert messages[("body", "name")] == "This field is required."
+    for message in messages.values():
+        assert not message.startswith(("Value error", "Assertion failed")), message
+        assert message[0].isupper(), message
+        assert message.endswith("."), message
+
+
+def test_human_message_rewrites_library_wording() -> None:
+    assert human_message({"type": "value_error", "msg": "Value error, send a or b"}) == (
+        "Send a or b."
+    )
+    pattern = {"type": "string_pattern_mismatch", "msg": "...", "ctx": {"pattern": NOT_BLANK}}
+    assert human_message(pattern) == "Must hold something besides white space."
+    unknown = {"type": "string_pattern_mismatch", "msg": "...", "ctx": {"pattern": "^x$"}}
+    assert "expected format" in human_message(unknown)
+
+
+def test_a_domain_422_names_its_field() -> None:
+    error = ReferenceNotFound("No such thing.", loc=("body", "thing_id"))
+    assert error.errors == [
+        {"loc": ["body", "thing_id"], "msg": "No such thing.", "type": "reference_not_found"}
+    ]
+    error.within("operations", 3)
+    assert error.errors is not None
+    assert error.errors[0]["loc"] == ["body", "operations", 3, "thing_id"]
+    assert UnprocessableEntity().errors == [
+        {"loc": ["body"], "msg": "The request is not valid.", "type": "validation_error"}
+    ]

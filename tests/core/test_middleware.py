@@ -5,6 +5,8 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.factories import API, new_user, sign_in
+
 ORIGIN = "http://localhost:5173"
 
 
@@ -87,3 +89,40 @@ def test_a_routes_own_header_wins_and_is_not_repeated(app: FastAPI) -> None:
     response = TestClient(app).get("/probe/framed")
     assert response.headers.get_list("x-frame-options") == ["SAMEORIGIN"]
     assert response.headers.get_list("x-content-type-options") == ["nosniff"]
+
+
+def test_authenticated_reads_are_private_and_vary_on_authorization(client: TestClient) -> None:
+    user = new_user(client)
+    for path in ("/users/me", "/tasks", "/projects"):
+        response = client.get(f"{API}{path}", headers=user.headers)
+        assert response.status_code == 200
+        assert response.headers["cache-control"] == "private, no-cache"
+        assert "Authorization" in response.headers["vary"]
+    # An expired or garbage token's 401 is not for a shared cache either.
+    refused = client.get(f"{API}/users/me", headers={"Authorization": "Bearer nope"})
+    assert refused.headers["cache-control"] == "private, no-cache"
+    # Token responses are never stored at all; public reads are left alone.
+    tokens = client.post(
+        f"{API}/auth/token", data={"username": user.email, "password": user.password}
+    )
+    assert tokens.headers["cache-control"] == "no-store"
+    assert sign_in(client, user.email, user.password)
+    assert "cache-control" not in client.get("/health/live").headers
+
+
+def test_cors_exposes_the_contract_headers(make_app: Callable[..., FastAPI]) -> None:
+    app = make_app(CORS_ORIGINS=[ORIGIN])
+    with TestClient(app) as client:
+        response = client.get("/health/live", headers={"Origin": ORIGIN})
+    exposed = {
+        name.strip().lower()
+        for name in response.headers["access-control-expose-headers"].split(",")
+    }
+    assert {
+        "etag",
+        "location",
+        "retry-after",
+        "x-request-id",
+        "ratelimit",
+        "ratelimit-policy",
+    } <= exposed

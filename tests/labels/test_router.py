@@ -101,7 +101,11 @@ def test_other_users_labels_are_404_on_every_verb(client: TestClient) -> None:
     attach = client.patch(
         f"{API}/tasks/{mine['id']}", headers=other.headers, json={"label_ids": [theirs["id"]]}
     )
-    assert_problem(attach, 404, "label_not_found")
+    assert assert_problem(attach, 422, "reference_not_found")["errors"][0]["loc"] == [
+        "body",
+        "label_ids",
+        0,
+    ]
     bulk = client.post(
         f"{API}/tasks/bulk",
         headers=other.headers,
@@ -109,7 +113,7 @@ def test_other_users_labels_are_404_on_every_verb(client: TestClient) -> None:
             "operations": [{"op": "remove_labels", "id": mine["id"], "label_ids": [theirs["id"]]}]
         },
     )
-    assert assert_problem(bulk, 404, "label_not_found")["operation_index"] == 0
+    assert assert_problem(bulk, 422, "reference_not_found")["operation_index"] == 0
     assert walk(client, other, "/labels") == []
     assert client.get(f"{API}/labels/{theirs['id']}", headers=owner.headers).json() == theirs
 

@@ -3,8 +3,9 @@
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.errors import ReferenceNotFound
 from app.labels import service
-from app.labels.exceptions import LabelNameTaken, LabelNotFound
+from app.labels.exceptions import LabelNameTaken
 from app.labels.models import Label
 from tests.factories import make_user
 
@@ -35,6 +36,10 @@ async def test_get_labels_names_a_missing_one(db_session: AsyncSession) -> None:
     mine = await service.create_label(db_session, owner_id=owner, name="mine")
     theirs = await service.create_label(db_session, owner_id=stranger, name="theirs")
     assert await service.get_labels(db_session, owner_id=owner, label_ids=[mine.id]) == [mine]
-    with pytest.raises(LabelNotFound) as raised:
+    # Label ids always come from a request (a body or a filter): the request's fault, a 422
+    # naming the index of the first one that is not the caller's.
+    with pytest.raises(ReferenceNotFound) as raised:
         await service.get_labels(db_session, owner_id=owner, label_ids=[mine.id, theirs.id])
     assert raised.value.extra == {"label_id": str(theirs.id)}
+    assert raised.value.errors is not None
+    assert raised.value.errors[0]["loc"] == ["body", "label_ids", 1]

@@ -157,7 +157,7 @@ def test_deleting_a_project_trashes_its_tasks_and_restore_brings_back_exactly_th
     moving_in = client.post(
         f"{API}/tasks", headers=user.headers, json={"title": "x", "project_id": project["id"]}
     )
-    assert_problem(moving_in, 404, "project_not_found")
+    assert_problem(moving_in, 422, "reference_not_found")  # a body naming a trashed project
 
     restored = client.post(f"{url}/restore", headers=user.headers)
     assert restored.status_code == 200

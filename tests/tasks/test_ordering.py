@@ -7,11 +7,11 @@ import pytest
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.errors import ReferenceNotFound
 from app.core.models import new_id
 from app.projects import service as project_service
-from app.projects.exceptions import ProjectNotFound
 from app.tasks import ordering, position, service
-from app.tasks.exceptions import InvalidMove, TaskNotFound
+from app.tasks.exceptions import AnchorNotFound, InvalidMove
 from app.tasks.models import Task
 from tests.factories import make_user
 from tests.tasks.test_listing import _walk  # the list walk, shared with test_listing.py
@@ -95,9 +95,12 @@ async def test_a_move_next_to_an_anchor_rewrites_only_the_moved_key(
         with pytest.raises(InvalidMove):
             await ordering.move_next_to(db_session, b, anchor_id=anchor_id, after=True, now=NOW)
     missing = new_id()
-    with pytest.raises(TaskNotFound) as raised:
-        await ordering.move_next_to(db_session, b, anchor_id=missing, after=True, now=NOW)
-    assert raised.value.extra == {"anchor_id": str(missing)}
+    for after, field in ((True, "after_id"), (False, "before_id")):
+        with pytest.raises(AnchorNotFound) as raised:
+            await ordering.move_next_to(db_session, b, anchor_id=missing, after=after, now=NOW)
+        assert raised.value.extra == {"anchor_id": str(missing)}
+        assert raised.value.errors is not None
+        assert raised.value.errors[0]["loc"] == ["body", field]
 
 
 @pytest.mark.anyio
@@ -116,8 +119,10 @@ async def test_a_move_to_another_project_puts_the_subtree_at_its_end(
         db_session, owner_id=owner, title="there", project_id=project.id
     )
     foreign = await project_service.create_project(db_session, owner_id=stranger, name="F")
-    with pytest.raises(ProjectNotFound):
+    with pytest.raises(ReferenceNotFound) as raised:
         await ordering.move_to_project(db_session, top, foreign.id, NOW)
+    assert raised.value.errors is not None
+    assert raised.value.errors[0]["loc"] == ["body", "project_id"]
     await ordering.move_to_project(db_session, top, project.id, NOW)
     assert await _ids_in_order(db_session, project.id) == [
         there.id,

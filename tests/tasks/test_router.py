@@ -620,14 +620,21 @@ def test_bulk_is_all_or_nothing_and_names_the_failing_operation(client: TestClie
     theirs = make_task(client, stranger)
     a, b = make_task(client, user), make_task(client, user)
     before = walk(client, user, "/tasks")
-    failing_ops: list[tuple[dict[str, Any], int, str]] = [
-        ({"op": "delete", "id": MISSING_ID}, 404, "task_not_found"),
-        ({"op": "complete", "id": theirs["id"]}, 404, "task_not_found"),
-        ({"op": "move", "id": a["id"], "project_id": MISSING_ID}, 404, "project_not_found"),
-        ({"op": "add_labels", "id": a["id"], "label_ids": [MISSING_ID]}, 404, "label_not_found"),
-        ({"op": "update", "id": b["id"], "fields": {"parent_id": b["id"]}}, 422, "task_cycle"),
-    ]
-    for failing, status, code in failing_ops:
+    # A row the body names that is missing or someone else's is the body's fault: a 422 whose
+    # `loc` points into the failing operation (404 is only ever about the URL).
+    reference = "reference_not_found"
+    failing_ops: list[tuple[dict[str, Any], str, list[Any]]] = [
+        ({"op": "delete", "id": MISSING_ID}, reference, ["id"]),
+        ({"op": "complete", "id": theirs["id"]}, reference, ["id"]),
+        ({"op": "move", "id": a["id"], "project_id": MISSING_ID}, reference, ["project_id"]),
+        ({"op": "add_labels", "id": a["id"], "label_ids": [MISSING_ID]}, reference,
+         ["label_ids", 0]),
+        ({"op": "update", "id": a["id"], "fields": {"parent_id": MISSING_ID}}, reference,
+         ["fields", "parent_id"]),
+        ({"op": "update", "id": b["id"], "fields": {"parent_id": b["id"]}}, "task_cycle",
+         ["fields", "parent_id"]),
+    ]  # fmt: skip
+    for failing, code, loc in failing_ops:
         operations = [
             {"op": "update", "id": a["id"], "fields": {"title": "changed"}},
             {"op": "delete", "id": b["id"]}
@@ -638,7 +645,8 @@ def test_bulk_is_all_or_nothing_and_names_the_failing_operation(client: TestClie
         response = client.post(
             f"{API}/tasks/bulk", headers=user.headers, json={"operations": operations}
         )
-        body = assert_problem(response, status, code)
+        body = assert_problem(response, 422, code)
+        assert body["errors"][0]["loc"] == ["body", "operations", 2, *loc]
         assert body["operation_index"] == 2
         assert "Operation 2" in body["detail"]
         assert walk(client, user, "/tasks") == before
@@ -725,6 +733,14 @@ def test_delete_trashes_the_subtree_and_restore_brings_it_back(client: TestClien
 # Ownership: someone else's ids are 404s, exactly like missing ones
 
 
+def _with_missing_ids(fields: dict[str, Any]) -> dict[str, Any]:
+    """The same fields with every id replaced by one no row has."""
+    return {
+        name: [MISSING_ID] * len(value) if isinstance(value, list) else MISSING_ID
+        for name, value in fields.items()
+    }
+
+
 def test_other_users_tasks_are_404_on_every_verb(client: TestClient) -> None:
     owner, other = new_user(client), new_user(client)
     theirs = make_task(client, owner, title="secret")
@@ -746,30 +762,49 @@ def test_other_users_tasks_are_404_on_every_verb(client: TestClient) -> None:
         response = client.request(method, f"{API}{path}", headers=other.headers, json=body)
         problem = assert_problem(response, 404, "task_not_found")
         assert (problem["detail"], problem["title"]) == (missing["detail"], missing["title"])
-    attach = [
-        ({"title": "x", "project_id": project["id"]}, "project_not_found"),
-        ({"title": "x", "parent_id": theirs["id"]}, "parent_not_found"),
-        ({"title": "x", "label_ids": [label["id"]]}, "label_not_found"),
+    # Someone else's row named in a body or a filter is a 422 at that field, word for word the
+    # answer for an id no row has: nothing tells the two apart.
+    mine_too = make_label(client, other, "mine")
+    attach: list[tuple[dict[str, Any], list[Any]]] = [
+        ({"project_id": project["id"]}, ["body", "project_id"]),
+        ({"parent_id": theirs["id"]}, ["body", "parent_id"]),
+        ({"label_ids": [label["id"]]}, ["body", "label_ids", 0]),
     ]
-    for body, code in attach:
-        response = client.post(f"{API}/tasks", headers=other.headers, json=body)
-        assert_problem(response, 404, code)
-    patches = [
-        ({"project_id": project["id"]}, "project_not_found"),
-        ({"parent_id": theirs["id"]}, "parent_not_found"),
-        ({"label_ids": [label["id"]]}, "label_not_found"),
-        ({"after_id": theirs["id"]}, "task_not_found"),
+    for fields, loc in attach:
+        for value in (fields, _with_missing_ids(fields)):
+            response = client.post(
+                f"{API}/tasks", headers=other.headers, json={"title": "x", **value}
+            )
+            problem = assert_problem(response, 422, "reference_not_found")
+            assert [error["loc"] for error in problem["errors"]] == [loc]
+    # The index is the first one that is not the caller's.
+    body = {"title": "x", "label_ids": [mine_too["id"], label["id"]]}
+    response = client.post(f"{API}/tasks", headers=other.headers, json=body)
+    problem = assert_problem(response, 422, "reference_not_found")
+    assert problem["errors"][0]["loc"] == ["body", "label_ids", 1]
+    patches: list[tuple[dict[str, Any], list[Any]]] = [
+        ({"project_id": project["id"]}, ["body", "project_id"]),
+        ({"parent_id": theirs["id"]}, ["body", "parent_id"]),
+        ({"label_ids": [label["id"]]}, ["body", "label_ids", 0]),
+        ({"after_id": theirs["id"]}, ["body", "after_id"]),
+        ({"before_id": theirs["id"]}, ["body", "before_id"]),
     ]
-    for body, code in patches:
-        assert_problem(_patch(client, other, mine["id"], **body), 404, code)
-    lists = [
-        ({"project_id": project["id"]}, "project_not_found"),
-        ({"label": label["id"]}, "label_not_found"),
-        ({"parent_id": theirs["id"]}, "parent_not_found"),
+    for fields, loc in patches:
+        for value in (fields, _with_missing_ids(fields)):
+            problem = assert_problem(
+                _patch(client, other, mine["id"], **value), 422, "reference_not_found"
+            )
+            assert problem["errors"][0]["loc"] == loc
+    lists: list[tuple[dict[str, Any], list[Any]]] = [
+        ({"project_id": project["id"]}, ["query", "project_id"]),
+        ({"label": label["id"]}, ["query", "label", 0]),
+        ({"parent_id": theirs["id"]}, ["query", "parent_id"]),
     ]
-    for params, code in lists:
-        response = client.get(f"{API}/tasks", headers=other.headers, params=params)
-        assert_problem(response, 404, code)
+    for params, loc in lists:
+        for value in (params, _with_missing_ids(params)):
+            response = client.get(f"{API}/tasks", headers=other.headers, params=value)
+            problem = assert_problem(response, 422, "reference_not_found")
+            assert problem["errors"][0]["loc"] == loc
     assert [t["id"] for t in walk(client, other, "/tasks")] == [mine["id"]]
     assert walk(client, other, "/tasks", {"q": "secret"}) == []
     assert walk(client, other, "/trash") == []
@@ -839,3 +874,54 @@ def test_a_request_that_changes_a_task_then_fails_leaves_it_unchanged(
             failed = client.post(f"/probe/patch-then-fail/{task['id']}", headers=user.headers)
             assert failed.status_code == 409
             assert _get(client, user, task["id"]).json() == task
+
+
+@pytest.mark.parametrize("title", [" ", "\t\n", "\u3000", "\u00a0 \u2003"])
+def test_a_blank_title_is_refused_like_a_blank_name(client: TestClient, title: str) -> None:
+    user = new_user(client)
+    created = client.post(f"{API}/tasks", headers=user.headers, json={"title": title})
+    problem = assert_problem(created, 422, "validation_error")
+    assert [error["loc"] for error in problem["errors"]] == [["body", "title"]]
+    assert problem["errors"][0]["type"] == "string_too_short"  # empty once trimmed
+    task = make_task(client, user, title="  Water the tomatoes  ")
+    assert task["title"] == "Water the tomatoes"  # trimmed, as names are
+    assert_problem(_patch(client, user, task["id"], title=title), 422, "validation_error")
+    assert _get(client, user, task["id"]).json()["title"] == "Water the tomatoes"
+
+
+def test_a_malformed_precondition_is_a_400_not_a_412(client: TestClient) -> None:
+    user = new_user(client)
+    task = make_task(client, user)
+    for header in ("v1", '"v1', "W/ v1", "1"):
+        response = client.patch(
+            f"{API}/tasks/{task['id']}",
+            headers={**user.headers, "If-Match": header},
+            json={"title": "changed"},
+        )
+        problem = assert_problem(response, 400, "malformed_precondition")
+        assert "has changed" not in problem["detail"]
+        read = client.get(
+            f"{API}/tasks/{task['id']}", headers={**user.headers, "If-None-Match": header}
+        )
+        assert_problem(read, 400, "malformed_precondition")
+    assert _get(client, user, task["id"]).json() == task
+    # A well-formed tag that does not match is still the 412 it always was.
+    stale = client.patch(
+        f"{API}/tasks/{task['id']}",
+        headers={**user.headers, "If-Match": '"v99"'},
+        json={"title": "changed"},
+    )
+    assert_problem(stale, 412, "version_mismatch")
+
+
+def test_an_unknown_field_is_named_in_plain_words(client: TestClient) -> None:
+    user = new_user(client)
+    response = client.post(f"{API}/tasks", headers=user.headers, json={"title": "x", "colour": 1})
+    problem = assert_problem(response, 422, "validation_error")
+    assert problem["errors"] == [
+        {
+            "loc": ["body", "colour"],
+            "msg": "Unknown field; see the schema for the fields this operation takes.",
+            "type": "extra_forbidden",
+        }
+    ]

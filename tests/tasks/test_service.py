@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.errors import MalformedPrecondition, ReferenceNotFound
 from app.core.http import VersionMismatch
 from app.core.models import new_id
 from app.projects import service as project_service
@@ -154,6 +155,24 @@ async def test_a_field_patch_without_a_change_keeps_version_and_updated_at(
 
 
 @pytest.mark.anyio
+async def test_a_malformed_if_match_is_refused_before_either_patch_path_writes(
+    db_session: AsyncSession,
+) -> None:
+    owner = (await make_user(db_session)).id
+    task_id = (await service.create_task(db_session, owner_id=owner, title="t")).id
+    await db_session.commit()
+    # A field of the task's own (the field path) and a move (the ORM path).
+    for changes in ({"title": "u"}, {"after_id": None}):
+        with pytest.raises(MalformedPrecondition):
+            await service.patch_task(
+                db_session, owner_id=owner, task_id=task_id, changes=changes, if_match="nonsense"
+            )
+        await db_session.rollback()
+    read = await service.read_task(db_session, owner_id=owner, task_id=task_id)
+    assert (read.title, read.version) == ("t", 1)
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("if_match", "passes"),
     [
@@ -163,9 +182,8 @@ async def test_a_field_patch_without_a_change_keeps_version_and_updated_at(
         ('"v2"', False),
         ('W/"v1"', False),  # If-Match compares strongly
         ('"v01"', False),  # not the tag we sent
-        ('"v\u0661"', False),  # an Arabic-Indic digit one: not ours either
+        ('"v\u00b9"', False),  # a superscript one (str.isdigit() says yes): not ours either
         ('"v99999999999999999999"', False),  # past any version the column can hold
-        ("nonsense", False),
     ],
 )
 async def test_a_field_patch_checks_if_match_like_the_orm_path(
@@ -330,8 +348,6 @@ async def test_create_task_with_labels_or_a_project_checks_them_all_or_nothing(
     db_session: AsyncSession,
 ) -> None:
     from app.labels import service as label_service
-    from app.labels.exceptions import LabelNotFound
-    from app.projects.exceptions import ProjectNotFound
 
     owner, stranger = (await make_user(db_session)).id, (await make_user(db_session)).id
     label = await label_service.create_label(db_session, owner_id=owner, name="b")
@@ -351,12 +367,12 @@ async def test_create_task_with_labels_or_a_project_checks_them_all_or_nothing(
     assert labelled.project_id == project_id
     stored = await service.read_task(db_session, owner_id=owner, task_id=labelled.id)
     assert stored.model_dump() == labelled.model_dump()
-    with pytest.raises(LabelNotFound):
+    with pytest.raises(ReferenceNotFound):
         await service.create_task(
             db_session, owner_id=owner, title="x", label_ids=[label_id, foreign_id]
         )
     await db_session.rollback()
-    with pytest.raises(ProjectNotFound):
+    with pytest.raises(ReferenceNotFound):
         await service.create_task(
             db_session, owner_id=owner, title="x", project_id=foreign_project_id
         )
