@@ -98,10 +98,12 @@ async def _run(args: argparse.Namespace) -> None:
                 assert reply.status_code == 201
 
             async def patch() -> None:
-                task_id = ids[next(counter) % 40]
+                # A new title every time, as bench/run.py's PATCH sends: every request writes.
+                n = next(counter)
+                task_id = ids[n % 40]
                 reply = await client.patch(
                     f"{api}/tasks/{task_id}",
-                    json={"title": "Edited"},
+                    json={"title": f"Edited {n}"},
                     headers={**headers, "If-Match": etags[task_id]},
                 )
                 assert reply.status_code == 200, reply.text

@@ -130,14 +130,15 @@ class TaskDocument:
 
 
 READ_ONE = DriverQuery(select(*PUBLIC_COLUMNS).where(*owned_live()))
-# The stored values the field rules read, with the version, the row locked for the write.
-LOCK_FIELDS = DriverQuery(
-    select(TASK.version, *(TASK[name] for name in FIELD_COLUMNS))
-    .where(*owned_live())
-    .with_for_update()
+# The task as the API sends it, which holds every value the field rules read (FIELD_COLUMNS
+# and the version), its row locked for the write: a PATCH that changes nothing is answered
+# from it, one that does from the UPDATE's RETURNING (`returning_document`).
+LOCK_DOCUMENT = DriverQuery(
+    select(*PUBLIC_COLUMNS).where(*owned_live()).with_for_update(of=table_of(Task))
 )
+assert set(FIELD_COLUMNS) <= set(TaskPublic.model_fields)  # noqa: S101 - built at import
 # SQLite has no row locks: a write statement first takes its one write lock (waiting for a
-# concurrent writer's commit), so what LOCK_FIELDS reads next is what this write replaces.
+# concurrent writer's commit), so what LOCK_DOCUMENT reads next is what this write replaces.
 # (Its parameters are named after no column: SQLAlchemy reserves column names in an UPDATE.)
 _TAKE_WRITE_LOCK = (
     update(table_of(Task))
@@ -175,12 +176,17 @@ async def read_task_document(
     return TaskDocument.of_row(row)
 
 
-async def lock_fields(session: AsyncSession, params: dict[str, Any]) -> Any:
-    """The live task's version and FIELD_COLUMNS, locked for the rest of the transaction."""
+async def lock_document(session: AsyncSession, params: dict[str, Any]) -> Any:
+    """The live task's row of PUBLIC_COLUMNS, locked for the rest of the transaction."""
     if session.get_bind().dialect.name == "sqlite":
         ids = {"the_task_id": params["task_id"], "the_owner_id": params["owner_id"]}
         await session.exec(_TAKE_WRITE_LOCK, params=ids)
-    return await LOCK_FIELDS.fetch_one(session, params)
+    return await LOCK_DOCUMENT.fetch_one(session, params)
+
+
+def returning_document(statement: Any) -> Any:
+    """An UPDATE of one task that returns its new row of PUBLIC_COLUMNS (no read-back)."""
+    return statement.returning(*PUBLIC_COLUMNS)
 
 
 async def last_position(

@@ -13,6 +13,7 @@ from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -297,20 +298,24 @@ async def patch_task(
         task = await update_task(session, task, changes, if_match=if_match, now=now)
         return TaskDocument.of(to_public(task))
     params = {"task_id": task_id, "owner_id": owner_id}
-    stored = await prebuilt.lock_fields(session, params)
+    stored = await prebuilt.lock_document(session, params)
     if stored is None:
         raise TaskNotFound()
     check_if_match(if_match, stored["version"])
     now = now or utcnow()
     values = rules.field_changes(stored, changes, now=now)
-    if values:
-        values.update(bumped(stored["version"], now))
-        # Through the ORM's UPDATE: an instance of this task the session holds sees the change.
-        written = update(Task).where(col(Task.id) == task_id).values(values)
-        await session.exec(written.execution_options(synchronize_session="evaluate"))
-    row = await prebuilt.READ_ONE.fetch_one(session, params)
-    assert row is not None  # noqa: S101 - locked above, in this transaction
-    return TaskDocument.of_row(row)
+    if not values:
+        return TaskDocument.of_row(stored)
+    values.update(bumped(stored["version"], now))
+    # A Core UPDATE: the ORM's own (synchronize_session="evaluate") cost a sixth of a PATCH.
+    written = update(table_of(Task)).where(TASK.id == task_id).values(values)
+    result = await session.exec(prebuilt.returning_document(written))
+    document = TaskDocument.of_row(result.mappings().one())
+    # So an instance of this task the session already holds does not keep the old values.
+    held = session.sync_session.identity_map.get(identity_key(Task, task_id))
+    if held is not None:
+        await session.refresh(held)
+    return document
 
 
 async def change_labels(

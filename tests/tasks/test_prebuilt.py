@@ -94,7 +94,7 @@ async def test_a_task_document_is_the_callers_live_task_as_read_task_shows_it(
 
 
 @pytest.mark.anyio
-async def test_locking_a_tasks_fields_reads_them_and_changes_nothing(
+async def test_locking_a_task_reads_its_document_and_changes_nothing(
     db_session: AsyncSession,
 ) -> None:
     owner, stranger = (await make_user(db_session)).id, (await make_user(db_session)).id
@@ -104,13 +104,17 @@ async def test_locking_a_tasks_fields_reads_them_and_changes_nothing(
     trashed = await service.create_task(db_session, owner_id=owner, title="gone")
     await service.trash_task(db_session, trashed)
     await db_session.commit()
-    row = await prebuilt.lock_fields(db_session, {"task_id": task.id, "owner_id": owner})
+    row = await prebuilt.lock_document(db_session, {"task_id": task.id, "owner_id": owner})
     assert (row["version"], row["title"], row["status"], row["priority"]) == (1, "t", "done", 2)
+    # The locked row is the document the API sends (a PATCH that changes nothing answers it).
+    locked = prebuilt.TaskDocument.of_row(row).public()
+    assert locked == await service.read_task(db_session, owner_id=owner, task_id=task.id)
     await db_session.commit()
     read = await service.read_task(db_session, owner_id=owner, task_id=task.id)
     assert (read.version, read.updated_at) == (1, task.updated_at)
     for who, task_id in ((stranger, task.id), (owner, trashed.id), (owner, new_id())):
-        assert await prebuilt.lock_fields(db_session, {"task_id": task_id, "owner_id": who}) is None
+        params = {"task_id": task_id, "owner_id": who}
+        assert await prebuilt.lock_document(db_session, params) is None
         await db_session.rollback()
 
 

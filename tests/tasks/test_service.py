@@ -394,3 +394,20 @@ async def test_create_task_stays_in_the_sessions_transaction(db_session: AsyncSe
     await db_session.rollback()
     titles = (await db_session.exec(select(Task.title).where(col(Task.owner_id) == owner))).all()
     assert titles == []
+
+
+@pytest.mark.anyio
+async def test_a_field_patch_updates_an_instance_the_session_already_holds(
+    db_session: AsyncSession,
+) -> None:
+    owner = (await make_user(db_session)).id
+    task = await service.create_task(db_session, owner_id=owner, title="before")
+    await db_session.commit()
+    held = await service.get_task(db_session, owner_id=owner, task_id=task.id)
+    document = await service.patch_task(
+        db_session, owner_id=owner, task_id=task.id, changes={"title": "after", "status": "done"}
+    )
+    public = document.public()
+    assert (held.title, held.status, held.version) == ("after", TaskStatus.DONE, 2)
+    assert held.completed_at == public.completed_at
+    assert service.to_public(held) == public
