@@ -4,7 +4,17 @@ from app.auth.models import AuthSession
 from app.core.rate_limit import rate_limit_counter
 from app.labels.models import Label
 from app.projects.models import Project
+from app.quotas.models import UsageCounter
 from app.tasks.models import Task, TaskLabel
 from app.users.models import User
 
-__all__ = ["AuthSession", "Label", "Project", "Task", "TaskLabel", "User", "rate_limit_counter"]
+__all__ = [
+    "AuthSession",
+    "Label",
+    "Project",
+    "Task",
+    "TaskLabel",
+    "UsageCounter",
+    "User",
+    "rate_limit_counter",
+]

@@ -365,6 +365,13 @@ def _order_keys(after: str | None, count: int) -> list[str]:
         return out
 
 
+_COUNT_CLONES = (
+    "INSERT INTO usage_counter (owner_id, resource, shard, used) VALUES (?, 'tasks', 0, ?)"
+    " ON CONFLICT (owner_id, resource, shard)"
+    " DO UPDATE SET used = usage_counter.used + excluded.used"
+)
+
+
 def seed_tasks_bulk(target: Target, base: str, account: Account, count: int) -> None:
     """`count` tasks for one user: one through the API, the rest cloned from it with SQL.
 
@@ -393,6 +400,9 @@ def seed_tasks_bulk(target: Target, base: str, account: Account, count: int) -> 
                     copy.write_row(
                         _clone(template, i, keys, new_id=uuid_compat.uuid7, as_text=False)
                     )
+            # The account's usage counter (quotas) counts the clones as the API would have.
+            if conn.execute("SELECT to_regclass('usage_counter') AS t").fetchone()["t"]:
+                conn.execute(_COUNT_CLONES.replace("?", "%s"), (template["owner_id"], rows_needed))
             conn.commit()
             conn.autocommit = True
             # Vacuum now, or autovacuum does it later, competing with the measured scenarios.
@@ -431,6 +441,11 @@ def seed_tasks_bulk(target: Target, base: str, account: Account, count: int) -> 
                     batch.clear()
             if batch:
                 conn.executemany(f"INSERT INTO task ({names}) VALUES ({placeholders})", batch)
+            counted = (
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'usage_counter'"
+            )
+            if conn.execute(counted).fetchone():
+                conn.execute(_COUNT_CLONES, (template["owner_id"], rows_needed))
             conn.commit()
             conn.execute("ANALYZE")
         finally:

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     FRONTEND_URL: AnyHttpUrl = AnyHttpUrl("http://localhost:5173")
 
     TRASH_RETENTION_DAYS: int = Field(default=30, ge=1, le=3650)
+    # The most of each one account may hold (trashed rows count until they are purged). The
+    # defaults leave room for the benchmark's 1,000,000-task account.
+    QUOTA_TASKS: int = Field(default=5_000_000, ge=1)
+    QUOTA_PROJECTS: int = Field(default=10_000, ge=1)
+    QUOTA_LABELS: int = Field(default=10_000, ge=1)
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod

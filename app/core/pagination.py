@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Any, Generic, TypeVar
 
 from cachetools import LRUCache
@@ -29,7 +30,9 @@ from app.core.schemas import RESPONSE_MODEL_CONFIG
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-CURSOR_MAX_LENGTH = 1024
+# Above the longest cursor the API hands out (a 500-character title of 4-byte characters
+# is ~2,700 characters signed; tests/core/test_pagination.py checks every text sort key).
+CURSOR_MAX_LENGTH = 4096
 
 T = TypeVar("T")
 Q = TypeVar("Q")
@@ -142,17 +145,23 @@ class CursorCodec:
     def encode(self, scope: str, values: Sequence[Any]) -> str:
         return str(self.serializer.dumps({"s": scope, "v": [_to_json(v) for v in values]}))
 
-    def decode(self, cursor: str, scope: str, size: int) -> list[Any]:
+    def decode(self, cursor: str, scope: str, keys: Sequence["SortKey"]) -> list[Any]:
+        """The values of a cursor this service signed for `scope`, each of its key's type.
+
+        The signature only proves the service wrote the cursor once: one from an older
+        release, or for another sort, is an InvalidCursor (422), and no value of the wrong
+        type ever reaches a query.
+        """
         try:
             payload = self.serializer.loads(cursor)
             if not isinstance(payload, dict) or payload.get("s") != scope:
                 raise InvalidCursor()
-            values = [_from_json(v) for v in payload["v"]]
-        except (BadSignature, KeyError, TypeError, ValueError) as exc:
+            raw = payload["v"]
+            if not isinstance(raw, list) or len(raw) != len(keys):
+                raise InvalidCursor()
+            return [key.accept(_from_json(v)) for key, v in zip(keys, raw, strict=True)]
+        except (BadSignature, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidCursor() from exc
-        if len(values) != size:
-            raise InvalidCursor()
-        return values
 
 
 async def get_cursor_codec(request: Request) -> CursorCodec:
@@ -172,12 +181,39 @@ class SortKey:
     descending: bool = False
     nullable: bool = False
 
+    def accept(self, value: Any) -> Any:
+        """`value` as a cursor value of this key; ValueError if it is not of the column's type."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ValueError("a NULL cursor value for a key that is never NULL")
+        expected = _python_type(self.column)
+        if expected is None:
+            raise ValueError("a key whose column type is not known")
+        if issubclass(expected, Enum):
+            return expected(value)
+        if expected is int and isinstance(value, bool):
+            raise ValueError("a boolean for an integer key")
+        if not isinstance(value, expected):
+            raise ValueError(f"a {type(value).__name__} for a {expected.__name__} key")
+        if isinstance(value, datetime) and value.utcoffset() is None:
+            raise ValueError("a naive instant")
+        return value
+
     def order_by(self) -> list[Any]:
         ordered = self.column.desc() if self.descending else self.column.asc()
         if self.nullable:
             # Portable "NULLS LAST": sort on IS NULL first (false < true), then the value.
             return [self.column.is_(None).asc(), ordered]
         return [ordered]
+
+
+def _python_type(column: Any) -> type | None:
+    try:
+        python_type: type = column.type.python_type
+    except NotImplementedError:
+        return None
+    return python_type
 
 
 def order_by(keys: Sequence[SortKey]) -> list[Any]:
@@ -333,7 +369,7 @@ async def paginate(
     of columns otherwise. `key_of(row)` gives the row's values for `keys`; `scope` names the
     list and its order, so a cursor from one list or sort cannot be replayed against another.
     """
-    values = codec.decode(page.cursor, scope, len(keys)) if page.cursor else None
+    values = codec.decode(page.cursor, scope, keys) if page.cursor else None
     placeholders = None if values is None else _cursor_placeholders(keys, values)
 
     async def run(query: Any, params: Mapping[str, Any]) -> Sequence[Any]:
@@ -367,7 +403,7 @@ async def paginate_prebuilt(
     `(scope, statement_key)` must determine its SQL. The page statements are then built once
     and reused, run as `DriverQuery`s, and the rows are mappings of column name to value.
     """
-    values = codec.decode(page.cursor, scope, len(keys)) if page.cursor else None
+    values = codec.decode(page.cursor, scope, keys) if page.cursor else None
     null_values = None if values is None else tuple(v is None for v in values)
     queries = _PREBUILT.get((scope, statement_key, null_values))
     if queries is None:

@@ -73,8 +73,18 @@ def _iso_only(value: object) -> object:
     return value
 
 
-# An instant a client sends: ISO 8601 with an offset; naive or numeric values are a 422.
-InstantIn = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+def _in_utc(value: datetime) -> datetime:
+    # Every instant is kept and compared in UTC; one whose UTC value leaves years 1-9999
+    # (9999-12-31T23:59:59-01:00) has no datetime, and is the client's error, not a 500.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the instant, in UTC, must fall within the years 1 to 9999") from None
+
+
+# An instant a client sends: ISO 8601 with an offset; naive or numeric values are a 422. It is
+# taken in UTC.
+InstantIn = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(_in_utc)]
 
 # Responses show instants in UTC as ISO 8601 with an explicit offset ("+00:00"), whatever
 # offset the client sent.

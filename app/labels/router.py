@@ -18,6 +18,7 @@ from app.labels import service
 from app.labels.dependencies import LabelForUpdate, OwnedLabel
 from app.labels.models import Label
 from app.labels.schemas import LabelCreateBody, LabelPublic, LabelUpdateBody
+from app.quotas.dependencies import QuotasDep
 
 router = AppRouter(prefix="/labels", tags=["labels"])
 
@@ -53,9 +54,12 @@ async def create_label(
     session: SessionDep,
     request: Request,
     response: Response,
+    quotas: QuotasDep,
 ) -> LabelPublic:
-    """Create a label; 409 if the caller has one with the same name in any case."""
-    label = await service.create_label(session, owner_id=user.id, **data.model_dump())
+    """Create a label; 409 if the caller has one with the same name in any case, or holds
+    as many labels as the account may (`quota_exceeded`)."""
+    fields = data.model_dump()
+    label = await service.create_label(session, owner_id=user.id, quotas=quotas, **fields)
     response.headers["Location"] = location_of(request, "read_label", label_id=label.id)
     return _public(label, response)
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.db.errors import is_unique_violation
 from app.core.errors import ReferenceNotFound
 from app.core.http import check_if_match
 from app.core.models import utcnow
@@ -18,6 +19,9 @@ from app.core.versioning import bumped, flush_versioned, touch
 from app.labels.exceptions import LabelNameTaken, LabelNotFound
 from app.labels.models import Label, name_key
 from app.labels.schemas import LabelPublic
+from app.quotas import service as quota_service
+from app.quotas.models import Resource
+from app.quotas.service import DEFAULT_QUOTAS, Quotas
 from app.tasks.models import Task, TaskLabel
 
 LABEL_KEYS = [SortKey(col(Label.name_key)), SortKey(col(Label.id))]
@@ -46,15 +50,20 @@ async def get_labels(
     owner_id: uuid.UUID,
     label_ids: Sequence[uuid.UUID],
     loc: Sequence[str | int] = ("body", "label_ids"),
+    lock: bool = False,
 ) -> list[Label]:
     """The caller's labels with these ids, which a request names at `loc`.
 
     One that is not the caller's is a ReferenceNotFound (422) at its index in `label_ids`.
+    `lock` (a write that attaches them): locked FOR SHARE, so none can be deleted before
+    this transaction ends; a deletion in progress is waited for, and the label is then gone.
     """
     wanted = set(label_ids)
     if not wanted:
         return []
     statement = select(Label).where(col(Label.id).in_(wanted), Label.owner_id == owner_id)
+    if lock:
+        statement = statement.order_by(col(Label.id)).with_for_update(read=True)
     labels = list((await session.exec(statement)).all())
     missing = wanted - {label.id for label in labels}
     if missing:
@@ -95,17 +104,26 @@ async def _flush_unique_name(session: AsyncSession, label: Label) -> None:
     try:
         await flush_versioned(session, label)
     except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise  # not the name: a race the request's transaction runs again for
         # Two requests racing for one name: the unique index decides, the loser gets 409.
         await session.rollback()
         raise LabelNameTaken() from exc
 
 
 async def create_label(
-    session: AsyncSession, *, owner_id: uuid.UUID, name: str, color: str | None = None
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    name: str,
+    color: str | None = None,
+    quotas: Quotas = DEFAULT_QUOTAS,
 ) -> Label:
-    """Insert a label; LabelNameTaken (409) if the caller has one by that name, in any case."""
+    """Insert a label; LabelNameTaken (409) if the caller has one by that name, in any case;
+    QuotaExceeded (409) past the account's quota."""
     key = name_key(name)
     await _ensure_name_free(session, owner_id=owner_id, key=key)
+    await quota_service.charge(session, owner_id=owner_id, resource=Resource.LABELS, quotas=quotas)
     label = Label(owner_id=owner_id, name=name, name_key=key, color=color)
     session.add(label)
     await _flush_unique_name(session, label)
@@ -156,3 +174,4 @@ async def delete_label(session: AsyncSession, label: Label, *, if_match: str | N
     await _touch_tasks_carrying(session, label.id, utcnow())
     await session.delete(label)
     await flush_versioned(session, label)
+    await quota_service.refund(session, owner_id=label.owner_id, resource=Resource.LABELS)

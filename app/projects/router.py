@@ -20,6 +20,7 @@ from app.projects import service
 from app.projects.dependencies import OwnedProject, ProjectForUpdate, ProjectInTrashOrNot
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreateBody, ProjectPublic, ProjectUpdateBody
+from app.quotas.dependencies import QuotasDep
 
 router = AppRouter(prefix="/projects", tags=["projects"])
 
@@ -55,7 +56,7 @@ async def list_projects(
     summary="Create a project",
     status_code=status.HTTP_201_CREATED,
     response_model=ProjectPublic,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 409, 422),
 )
 async def create_project(
     data: ProjectCreateBody,
@@ -63,9 +64,12 @@ async def create_project(
     session: SessionDep,
     request: Request,
     response: Response,
+    quotas: QuotasDep,
 ) -> ProjectPublic:
-    """Create a project; `Location` and `ETag` name the new project."""
-    project = await service.create_project(session, owner_id=user.id, **data.model_dump())
+    """Create a project; `Location` and `ETag` name the new project. 409 `quota_exceeded`
+    when the account holds as many projects as it may."""
+    fields = data.model_dump()
+    project = await service.create_project(session, owner_id=user.id, quotas=quotas, **fields)
     response.headers["Location"] = location_of(request, "read_project", project_id=project.id)
     return _public(project, response)
 

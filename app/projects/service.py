@@ -22,6 +22,9 @@ from app.projects.exceptions import (
 )
 from app.projects.models import INBOX_NAME, Project
 from app.projects.schemas import ProjectPublic
+from app.quotas import service as quota_service
+from app.quotas.models import Resource
+from app.quotas.service import DEFAULT_QUOTAS, Quotas
 from app.tasks.models import Task
 
 PROJECT_KEYS = [SortKey(col(Project.created_at)), SortKey(col(Project.id))]
@@ -30,6 +33,9 @@ UPDATABLE_FIELDS = frozenset({"name", "description", "color", "is_archived"})
 
 async def create_inbox(session: AsyncSession, *, owner_id: uuid.UUID) -> Project:
     """Give a new user their Inbox, the default project for tasks."""
+    await quota_service.charge(
+        session, owner_id=owner_id, resource=Resource.PROJECTS, quotas=DEFAULT_QUOTAS
+    )
     inbox = Project(owner_id=owner_id, name=INBOX_NAME, is_inbox=True)
     session.add(inbox)
     await session.flush()
@@ -60,14 +66,22 @@ async def get_project(
     project_id: uuid.UUID,
     include_trashed: bool = False,
     for_update: bool = False,
+    for_share: bool = False,
 ) -> Project:
-    """The caller's project with this id, or ProjectNotFound (also for anyone else's)."""
+    """The caller's project with this id, or ProjectNotFound (also for anyone else's).
+
+    `for_share` (a write that puts a task in it): locked FOR SHARE, so it cannot go to the
+    trash before this transaction ends; a deletion in progress is waited for, and then the
+    project is read again as it committed (in the trash: not found).
+    """
     statement = select(Project).where(Project.id == project_id, Project.owner_id == owner_id)
     if not include_trashed:
         statement = statement.where(col(Project.deleted_at).is_(None))
     if for_update:
         # PostgreSQL: a concurrent writer waits here and then sees the new version.
         statement = statement.with_for_update()
+    elif for_share:
+        statement = statement.with_for_update(read=True)
     project = (await session.exec(statement)).first()
     if project is None:
         raise ProjectNotFound()
@@ -108,8 +122,12 @@ async def create_project(
     description: str | None = None,
     color: str | None = None,
     is_archived: bool = False,
+    quotas: Quotas = DEFAULT_QUOTAS,
 ) -> Project:
-    """Insert a project for `owner_id`."""
+    """Insert a project for `owner_id`; QuotaExceeded (409) past the account's quota."""
+    await quota_service.charge(
+        session, owner_id=owner_id, resource=Resource.PROJECTS, quotas=quotas
+    )
     project = Project(
         owner_id=owner_id,
         name=name,

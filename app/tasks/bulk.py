@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.errors import AppError, UnprocessableEntity, referring
 from app.core.models import utcnow
+from app.tasks import tree
 from app.tasks.models import Task, TaskStatus
 from app.tasks.schemas import (
     BulkAddLabels,
@@ -63,6 +64,9 @@ async def bulk(
     The first failing operation's problem carries its `operation_index`.
     """
     now = utcnow()
+    # Every task named is locked first, in id order: two bulk requests over the same tasks in
+    # different orders then queue instead of deadlocking.
+    await tree.lock_in_order(session, (operation.id for operation in operations), owner_id=owner_id)
     touched: dict[uuid.UUID, Task] = {}
     deleted: list[uuid.UUID] = []
     for index, operation in enumerate(operations):

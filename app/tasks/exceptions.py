@@ -54,6 +54,14 @@ class TaskNotInTrash(Conflict):
     detail = "The task is not in the trash."
 
 
+class RestoreTooDeep(Conflict):
+    code = "restore_too_deep"
+    detail = (
+        "Back under its parent, the task and its subtasks would nest too deeply; move the"
+        " parent higher up first."
+    )
+
+
 class ContainerInTrash(Conflict):
     code = "container_in_trash"
     detail = "The task's project or parent task is in the trash; restore that first."

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, Relationship, SQLModel
 
+from app.core.db.errors import retry_on_clash
 from app.core.models import Timestamps, UTCDateTime, UUIDPrimaryKey
 from app.labels.models import Label
 
@@ -33,6 +34,8 @@ _version_column = Column("version", Integer, nullable=False)
 
 # Partial indexes cover live rows only: every list filters on this, the trash on its negation.
 _LIVE = text("deleted_at IS NULL")
+TASK_POSITION_INDEX = "uq_task_project_id_position"
+retry_on_clash(TASK_POSITION_INDEX, sqlite_columns="task.project_id, task.position")
 _TRASHED = text("deleted_at IS NOT NULL")
 
 
@@ -144,6 +147,17 @@ class Task(UUIDPrimaryKey, Timestamps, table=True):
             sqlite_where=_LIVE,
         ),
         Index("ix_task_project_id", "project_id"),
+        # Manual order is a strict order: no two live tasks of a project share a key. Writes
+        # add random digits to the keys they compute (position.jitter), so concurrent ones
+        # rarely clash; when they do, this index refuses one and its request runs again.
+        Index(
+            TASK_POSITION_INDEX,
+            "project_id",
+            "position",
+            unique=True,
+            postgresql_where=_LIVE,
+            sqlite_where=_LIVE,
+        ),
         Index("ix_task_parent_id", "parent_id"),
         Index(
             "ix_task_owner_id_deleted_at",

@@ -4,17 +4,21 @@ the key arithmetic), moves next to another task, and moves to another project.""
 import uuid
 from datetime import datetime
 
+from sqlalchemy import bindparam, exists, update
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.errors import referring
-from app.core.versioning import touch
+from app.core.models import table_of
+from app.core.versioning import bumped, touch
 from app.projects import service as project_service
 from app.tasks import prebuilt, tree
 from app.tasks.exceptions import NO_SUCH_PROJECT, AnchorNotFound, InvalidMove
 from app.tasks.models import Task
-from app.tasks.position import key_between, keys_after
-from app.tasks.visibility import LIVE
+from app.tasks.position import jitter, key_between, keys_after
+from app.tasks.visibility import LIVE, TASK
 
 # Past this length, a project's order keys are renumbered (one rare write of every row).
 POSITION_REBALANCE_LENGTH = 200
@@ -23,18 +27,40 @@ POSITION_REBALANCE_LENGTH = 200
 async def rebalance(
     session: AsyncSession, *, owner_id: uuid.UUID, project_id: uuid.UUID, now: datetime
 ) -> None:
-    """Give every live task of the project a short key again, keeping their order."""
-    statement = (
-        select(Task)
-        .where(Task.owner_id == owner_id, Task.project_id == project_id, LIVE)
+    """Give every live task of the project a short key again, keeping their order.
+
+    The project's live rows are locked first (in id order), so no write interleaves; the
+    keys are rewritten in two passes, first to placeholders no order key can equal, so the
+    unique index on (project, key) never sees two rows with one key, whatever order the
+    database writes them in. Instances of these rows the session holds are refreshed.
+    """
+    locked = (
+        select(Task.id)
+        .where(Task.project_id == project_id, LIVE)
+        .order_by(col(Task.id))
+        .with_for_update()
+    )
+    await session.exec(locked)
+    in_order = (
+        select(Task.id)
+        .where(Task.project_id == project_id, LIVE)
         .order_by(col(Task.position), col(Task.id))
     )
-    tasks = list((await session.exec(statement)).all())
-    for task, key in zip(tasks, keys_after(None, len(tasks)), strict=True):
-        task.position = key
-        touch(task, now=now)
-        session.add(task)
-    await session.flush()
+    ids = list((await session.exec(in_order)).all())
+    if not ids:
+        return
+    moved = update(table_of(Task)).where(TASK.id == bindparam("task_id"))
+    # "~" sorts after every digit of a key, so a placeholder is never a real key.
+    placeholders = [{"task_id": task_id, "key": f"~{n}"} for n, task_id in enumerate(ids)]
+    await session.exec(moved.values(position=bindparam("key")), params=placeholders)
+    keys = keys_after(None, len(ids))
+    final = [{"task_id": task_id, "key": key} for task_id, key in zip(ids, keys, strict=True)]
+    renumbered = moved.values(position=bindparam("key"), **bumped(TASK.version, now))
+    await session.exec(renumbered, params=final)
+    for task_id in ids:
+        held = session.sync_session.identity_map.get(identity_key(Task, task_id))
+        if held is not None:
+            await session.refresh(held)
 
 
 async def key_after(
@@ -123,7 +149,7 @@ async def move_next_to(
         await rebalance(session, owner_id=task.owner_id, project_id=task.project_id, now=now)
         await move_next_to(session, task, anchor_id=anchor_id, after=after, now=now)
         return
-    task.position = key
+    task.position = jitter(key, below=high)
 
 
 async def move_to_project(
@@ -131,7 +157,9 @@ async def move_to_project(
 ) -> None:
     """Put the task at the end of another project, its subtree right after it."""
     with referring("body", "project_id", detail=NO_SUCH_PROJECT):
-        await project_service.get_project(session, owner_id=task.owner_id, project_id=project_id)
+        await project_service.get_project(
+            session, owner_id=task.owner_id, project_id=project_id, for_share=True
+        )
     descendant_ids = [task_id for task_id, _ in await tree.descendants(session, task.id)]
     subtree: list[Task] = [task]
     if descendant_ids:
@@ -143,8 +171,37 @@ async def move_to_project(
         subtree.extend((await session.exec(statement)).all())
     last = await prebuilt.last_position(session, owner_id=task.owner_id, project_id=project_id)
     for row, key in zip(subtree, keys_after(last, len(subtree)), strict=True):
+        key = jitter(key)  # each key has its own integer part: the digits keep it below the next
         row.project_id = project_id
         row.position = key
         if row is not task:
             touch(row, now=now)
             session.add(row)
+
+
+async def free_keys(
+    session: AsyncSession, ids: list[uuid.UUID], *, project_id: uuid.UUID, now: datetime
+) -> None:
+    """Before rows `ids` come back from the trash into the project: those whose key a live
+    task took meanwhile move to the end (the unique index would refuse them)."""
+    live = aliased(Task)
+    clashing = (
+        select(Task)
+        .where(
+            col(Task.id).in_(ids),
+            exists().where(
+                col(live.project_id) == project_id,
+                col(live.position) == col(Task.position),
+                col(live.deleted_at).is_(None),
+            ),
+        )
+        .order_by(col(Task.position), col(Task.id))
+    )
+    rows = list((await session.exec(clashing)).all())
+    if not rows:
+        return
+    last = await prebuilt.last_position(session, owner_id=rows[0].owner_id, project_id=project_id)
+    for row, key in zip(rows, keys_after(last, len(rows)), strict=True):
+        row.position = jitter(key)
+        session.add(row)
+    await session.flush()

@@ -8,12 +8,20 @@ about one character per six insertions at the same spot. Keys compare as plain b
 (the column uses the "C" collation on PostgreSQL), never with locale rules.
 """
 
+import secrets
+
 DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BASE = len(DIGITS)
 ZERO = DIGITS[0]
 # The smallest integer part; a key equal to it would leave no room before it.
 SMALLEST_INTEGER = "A" + ZERO * 26
 FIRST_KEY = "a" + ZERO
+
+
+# Random digits after a key written by a request: concurrent writes that read the same
+# neighbours then write different keys (a clash, which the unique index refuses and the
+# request's transaction runs again for, takes 62**4 to 1 odds).
+JITTER_DIGITS = 4
 
 
 class InvalidOrderKey(ValueError):
@@ -147,3 +155,20 @@ def keys_after(a: str | None, count: int) -> list[str]:
         a = key_between(a, None)
         keys.append(a)
     return keys
+
+
+def _jitter() -> str:
+    # Never ending in the zero digit: the result must be a valid fraction.
+    return "".join(secrets.choice(DIGITS) for _ in range(JITTER_DIGITS - 1)) + secrets.choice(
+        DIGITS[1:]
+    )
+
+
+def jitter(key: str, below: str | None = None) -> str:
+    """`key` with random digits at its end (still before `below`, the next key, if given),
+    so that two writers placing a task at the same spot at once get different keys.
+
+    The digits are added at the write: the length that decides a rebalance is the key's own.
+    """
+    candidate = key + _jitter()
+    return candidate if below is None or candidate < below else key

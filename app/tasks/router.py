@@ -21,6 +21,7 @@ from app.core.pagination import CursorCodec, CursorCodecDep, Page
 from app.core.query import query_parameters
 from app.core.routing import AppRouter
 from app.projects.dependencies import OwnedProject
+from app.quotas.dependencies import QuotasDep
 from app.tasks import bulk, listing, service
 from app.tasks.dependencies import (
     ProjectTaskListQueryDep,
@@ -104,13 +105,20 @@ async def list_tasks(
     summary="Create a task",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskPublic,
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(401, 404, 409, 422),
 )
 async def create_task(
-    data: TaskCreateBody, user: ActiveUser, session: SessionDep, request: Request
+    data: TaskCreateBody,
+    user: ActiveUser,
+    session: SessionDep,
+    request: Request,
+    quotas: QuotasDep,
 ) -> Response:
-    """Create a task at the end of its project (the Inbox unless `project_id` is given)."""
-    task = await service.create_task(session, owner_id=user.id, **data.model_dump())
+    """Create a task at the end of its project (the Inbox unless `project_id` is given).
+
+    409 `quota_exceeded` when the account holds as many tasks as it may."""
+    fields = data.model_dump()
+    task = await service.create_task(session, owner_id=user.id, quotas=quotas, **fields)
     return _created(task, request)
 
 
@@ -234,7 +242,7 @@ async def list_project_tasks(
     summary="Create a task in a project",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskPublic,
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(401, 404, 409, 422),
 )
 async def create_project_task(
     data: ProjectTaskCreateBody,
@@ -242,8 +250,9 @@ async def create_project_task(
     user: ActiveUser,
     session: SessionDep,
     request: Request,
+    quotas: QuotasDep,
 ) -> Response:
-    """Create a task at the end of this project."""
+    """Create a task at the end of this project (409 `quota_exceeded` as `POST /tasks`)."""
     fields = {**data.model_dump(), "project_id": project.id}
-    task = await service.create_task(session, owner_id=user.id, **fields)
+    task = await service.create_task(session, owner_id=user.id, quotas=quotas, **fields)
     return _created(task, request)

@@ -26,16 +26,21 @@ from app.labels import service as label_service
 from app.labels.models import Label
 from app.projects import service as project_service
 from app.projects.models import Project
+from app.quotas import service as quota_service
+from app.quotas.models import Resource
+from app.quotas.service import DEFAULT_QUOTAS, Quotas
 from app.tasks import ordering, prebuilt, rules, tree
 from app.tasks.exceptions import (
     NO_SUCH_PROJECT,
     ContainerInTrash,
+    ParentNotFound,
     SubtaskProjectMismatch,
     TaskNotFound,
     TaskNotInTrash,
     TooManyLabels,
 )
 from app.tasks.models import MAX_LABELS_PER_TASK, Task, TaskLabel, TaskStatus
+from app.tasks.position import jitter
 from app.tasks.prebuilt import TaskDocument
 from app.tasks.schemas import TaskPublic
 from app.tasks.visibility import LIVE, TASK
@@ -109,7 +114,7 @@ async def _labels_for(
     unique = list(dict.fromkeys(label_ids))
     if len(unique) > MAX_LABELS_PER_TASK:
         raise TooManyLabels(extra={"max_labels": MAX_LABELS_PER_TASK})
-    labels = await label_service.get_labels(session, owner_id=owner_id, label_ids=unique)
+    labels = await label_service.get_labels(session, owner_id=owner_id, label_ids=unique, lock=True)
     return sorted(labels, key=lambda label: label.name_key)
 
 
@@ -125,6 +130,7 @@ class NewTask(TypedDict, total=False):
     parent_id: uuid.UUID | None
     label_ids: Sequence[uuid.UUID]
     now: datetime | None
+    quotas: Quotas
 
 
 # A new task: every column, None unless create_task sets it (version 1, not in the trash).
@@ -163,20 +169,23 @@ async def _insert_task(
     parent_id: uuid.UUID | None = None,
     label_ids: Sequence[uuid.UUID] = (),
     now: datetime | None = None,
+    quotas: Quotas = DEFAULT_QUOTAS,
 ) -> tuple[dict[str, Any], list[Label]]:
     """The checks and INSERTs of a new task: its stored row and its labels (by name)."""
     now = now or utcnow()
     last: str | None = None
     known_end = False
     if parent_id is not None:
-        parent = await tree.get_parent(session, owner_id=owner_id, parent_id=parent_id)
+        parent = await tree.get_parent(session, owner_id=owner_id, parent_id=parent_id, lock=True)
         if project_id is not None and project_id != parent.project_id:
             raise SubtaskProjectMismatch()
         await tree.check_new_child(session, parent)
         project_id = parent.project_id
     elif project_id is not None:
         with referring("body", "project_id", detail=NO_SUCH_PROJECT):
-            await project_service.get_project(session, owner_id=owner_id, project_id=project_id)
+            await project_service.get_project(
+                session, owner_id=owner_id, project_id=project_id, for_share=True
+            )
     else:
         # The common case, the Inbox: its id and its last position in one round trip.
         inbox = await prebuilt.inbox_end(session, owner_id=owner_id)
@@ -193,6 +202,8 @@ async def _insert_task(
         position = await ordering.key_at_end(
             session, owner_id=owner_id, project_id=project_id, now=now
         )
+    # Random digits at the end: two creates at the end of one project at once get two keys.
+    position = jitter(position)
     status = TaskStatus(status)
     row = {
         **_NEW_TASK_ROW,
@@ -213,6 +224,8 @@ async def _insert_task(
     # A plain INSERT (in the session's transaction) instead of the unit of work's flush: the
     # values were validated on the way in (TaskCreate) or computed here.
     await session.exec(_INSERT_TASK, params=row)
+    # A task counts against its project's owner (the same account until projects are shared).
+    await quota_service.charge(session, owner_id=owner_id, resource=Resource.TASKS, quotas=quotas)
     if labels:
         links = [{"task_id": row["id"], "label_id": label.id} for label in labels]
         await session.exec(_INSERT_TASK_LABELS, params=links)
@@ -247,7 +260,9 @@ async def update_task(
     if "parent_id" in changes and changes["parent_id"] != task.parent_id:
         parent_id = changes["parent_id"]
         if parent_id is not None:
-            parent = await tree.get_parent(session, owner_id=task.owner_id, parent_id=parent_id)
+            parent = await tree.get_parent(
+                session, owner_id=task.owner_id, parent_id=parent_id, lock=True
+            )
             await tree.check_reparent(session, task, parent)
             if "project_id" in changes and changes["project_id"] != parent.project_id:
                 raise SubtaskProjectMismatch()
@@ -347,6 +362,7 @@ async def trash_task(
     check_if_match(if_match, task.version)
     now = now or utcnow()
     descendant_ids = [task_id for task_id, _ in await tree.descendants(session, task.id)]
+    await tree.lock_in_order(session, descendant_ids, owner_id=task.owner_id)
     task.deleted_at = now
     touch(task, now=now)
     session.add(task)
@@ -366,20 +382,29 @@ async def restore_task(session: AsyncSession, task: Task, *, now: datetime | Non
     """Take a task out of the trash with the subtasks deleted along with it.
 
     Its project and parent must be live: restore those first (409 otherwise), so a restored
-    task never hides inside a trashed container.
+    task never hides inside a trashed container. Back under its parent the tree must keep
+    to the depth limit (409 otherwise), and a parent that moved to another project since
+    takes the restored subtree with it.
     """
     if task.deleted_at is None:
         raise TaskNotInTrash()
-    project = await session.get(Project, task.project_id)
-    parent_trashed = False
+    project = await session.get(Project, task.project_id, with_for_update={"read": True})
+    parent: Task | None = None
     if task.parent_id is not None:
-        trashed_parent = select(Task.id).where(
-            Task.id == task.parent_id, col(Task.deleted_at).is_not(None)
-        )
-        parent_trashed = (await session.exec(trashed_parent)).first() is not None
-    if project is None or project.deleted_at is not None or parent_trashed:
+        try:
+            parent = await tree.get_parent(
+                session, owner_id=task.owner_id, parent_id=task.parent_id, lock=True
+            )
+        except ParentNotFound:
+            raise ContainerInTrash() from None
+    if project is None or project.deleted_at is not None:
         raise ContainerInTrash()
+    subtree = await tree.trashed_with(session, task)
+    await tree.check_restore(session, task, subtree)
     now = now or utcnow()
+    restored_ids = [task.id, *(task_id for task_id, _ in subtree)]
+    await tree.lock_in_order(session, restored_ids, owner_id=task.owner_id)
+    await ordering.free_keys(session, restored_ids, project_id=task.project_id, now=now)
     task.deleted_at = None
     task.trashed_with = None
     touch(task, now=now)
@@ -389,6 +414,10 @@ async def restore_task(session: AsyncSession, task: Task, *, now: datetime | Non
         update(Task)
         .where(col(Task.trashed_with) == task.id, col(Task.deleted_at).is_not(None))
         .values(deleted_at=None, trashed_with=None, **bumped(Task.version, now))
-        .execution_options(synchronize_session=False)
+        # The move below may load these rows: instances the session holds must be current.
+        .execution_options(synchronize_session="fetch")
     )
+    if parent is not None and parent.project_id != task.project_id:
+        await ordering.move_to_project(session, task, parent.project_id, now)
+        await flush_versioned(session, task)
     return task

@@ -18,7 +18,8 @@ class TrashItem(PublicModel):
 
 
 class PurgeResult(PublicModel):
-    """How many trash roots a purge removed (their dependants went with them)."""
+    """How many rows a purge deleted: every task (subtasks and a project's tasks included) and
+    every project."""
 
     tasks: int
     projects: int

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.db.errors import is_unique_violation
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.core.security import PasswordHasher
@@ -38,6 +39,8 @@ async def _flush_unique_email(session: AsyncSession) -> None:
     try:
         await session.flush()
     except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise  # not the email: a race the request's transaction runs again for
         # Two sign-ups racing for one email: the unique constraint decides, the loser gets 409.
         await session.rollback()
         raise EmailTaken() from exc

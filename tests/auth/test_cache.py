@@ -185,7 +185,7 @@ def _auth(settings: Settings, cache: PrincipalCache, database: Database) -> Auth
         settings=settings,
         hasher=PasswordHasher(settings),
         tokens=TokenCodec(settings),
-        limiter=RateLimiter(settings, database.engine),
+        limiter=RateLimiter(settings, database.counter_engine),
         mailer=MemoryMailer(),
         principals=cache,
     )

@@ -46,7 +46,7 @@ async def auth(settings: Settings) -> AsyncIterator[AuthComponents]:
         settings=settings,
         hasher=PasswordHasher(settings),
         tokens=TokenCodec(settings),
-        limiter=RateLimiter(settings, database.engine),
+        limiter=RateLimiter(settings, database.counter_engine),
         mailer=MemoryMailer(),
         principals=PrincipalCache(seconds=0, max_users=1),
     )
@@ -322,7 +322,7 @@ async def test_throttled_sign_in_raises_429_with_retry_after(
         settings=strict,
         hasher=PasswordHasher(strict),
         tokens=TokenCodec(strict),
-        limiter=RateLimiter(strict, database.engine),
+        limiter=RateLimiter(strict, database.counter_engine),
         mailer=MemoryMailer(),
         principals=PrincipalCache(seconds=0, max_users=1),
     )

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.factories import API, new_user
+from tests.helpers import assert_problem
 
 
 @pytest.mark.parametrize("priority", ["2", True, 2.5, -1, 5])
@@ -94,3 +95,36 @@ def test_names_are_trimmed(client: TestClient) -> None:
     user = new_user(client)
     response = client.post(f"{API}/projects", json={"name": "  Garden \n"}, headers=user.headers)
     assert response.json()["name"] == "Garden"
+
+
+@pytest.mark.parametrize(
+    "instant",
+    ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-23:59"],
+)
+def test_an_instant_outside_years_1_to_9999_in_utc_is_a_422(
+    client: TestClient, instant: str
+) -> None:
+    """The instant exists with its offset but has no UTC datetime: a 422 at the field, in a
+    body and in a filter, never an OverflowError's 500."""
+    user = new_user(client)
+    created = client.post(
+        f"{API}/tasks", headers=user.headers, json={"title": "t", "due_at": instant}
+    )
+    body = assert_problem(created, 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["body", "due_at"]
+    assert "years 1 to 9999" in body["errors"][0]["msg"]
+    for name in ("due_before", "due_after", "updated_since", "completed_since"):
+        listed = client.get(f"{API}/tasks", headers=user.headers, params={name: instant})
+        body = assert_problem(listed, 422, "validation_error")
+        assert body["errors"][0]["loc"] == ["query", name]
+
+
+def test_an_instant_at_the_edge_of_the_range_is_taken_in_utc(client: TestClient) -> None:
+    user = new_user(client)
+    created = client.post(
+        f"{API}/tasks",
+        headers=user.headers,
+        json={"title": "t", "due_at": "9999-12-31T22:59:59-01:00"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["due_at"] == "9999-12-31T23:59:59+00:00"

@@ -5,6 +5,7 @@ The rows are a UNION of literal rows, so the predicates run on the lane's databa
 or PostgreSQL) without a table of their own: ties on every key, NULLs in the nullable one.
 """
 
+import enum
 import itertools
 import json
 import uuid
@@ -16,7 +17,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
-from sqlalchemy import Engine, Integer, cast, literal_column, null, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Engine,
+    Enum,
+    Integer,
+    LargeBinary,
+    String,
+    Uuid,
+    cast,
+    column,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.pagination import (
@@ -102,30 +119,53 @@ CURSOR_VALUE = st.one_of(
 )
 
 
+_TYPE_OF: list[tuple[type, Any]] = [
+    (bool, Boolean()),
+    (int, BigInteger()),
+    (str, String()),
+    (uuid.UUID, Uuid()),
+    (bytes, LargeBinary()),
+    (datetime, DateTime(timezone=True)),
+]
+
+
+def _key_for(value: Any, n: int) -> SortKey:
+    """A sort key whose column is of the value's type (NULL: a nullable one)."""
+    if value is None:
+        return SortKey(column(f"c{n}", String()), nullable=True)
+    sql_type = next(sql for python, sql in _TYPE_OF if isinstance(value, python))
+    return SortKey(column(f"c{n}", sql_type))
+
+
+def _keys(values: Sequence[Any]) -> list[SortKey]:
+    return [_key_for(value, n) for n, value in enumerate(values)]
+
+
 @given(values=st.lists(CURSOR_VALUE, max_size=5), scope=st.text(max_size=10))
 def test_a_cursor_gives_back_exactly_the_values_it_was_made_from(
     values: list[Any], scope: str
 ) -> None:
-    decoded = CODEC.decode(CODEC.encode(scope, values), scope, len(values))
+    decoded = CODEC.decode(CODEC.encode(scope, values), scope, _keys(values))
     assert decoded == values
     assert [type(v) for v in decoded] == [type(v) for v in values]
 
 
 def test_a_cursor_is_refused_for_another_list_size_secret_or_after_tampering() -> None:
     cursor = CODEC.encode("tasks:title", ["x", uuid.uuid4()])
-    assert len(CODEC.decode(cursor, "tasks:title", 2)) == 2
+    two = [SortKey(column("title", String())), SortKey(column("id", Uuid()))]
+    assert len(CODEC.decode(cursor, "tasks:title", two)) == 2
     tampered = cursor[:-2] + ("AA" if not cursor.endswith("AA") else "BB")
     refused = [
-        (cursor, "tasks:-title", 2),  # another sort of the same list
-        (cursor, "projects", 2),  # another list
-        (cursor, "tasks:title", 3),  # not as many keys as the list's
-        (CursorCodec("another-secret").encode("tasks:title", ["x", "y"]), "tasks:title", 2),
-        (tampered, "tasks:title", 2),
-        ("not-a-cursor", "tasks:title", 2),
+        (cursor, "tasks:-title", two),  # another sort of the same list
+        (cursor, "projects", two),  # another list
+        (cursor, "tasks:title", [*two, two[0]]),  # not as many keys as the list's
+        (CursorCodec("another-secret").encode("tasks:title", ["x", "y"]), "tasks:title", two),
+        (tampered, "tasks:title", two),
+        ("not-a-cursor", "tasks:title", two),
     ]
-    for text, scope, size in refused:
+    for text, scope, keys in refused:
         with pytest.raises(InvalidCursor):
-            CODEC.decode(text, scope, size)
+            CODEC.decode(text, scope, keys)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +175,42 @@ def test_a_cursor_is_refused_for_another_list_size_secret_or_after_tampering() -
 def test_a_signed_cursor_of_the_wrong_shape_is_refused(payload: Any) -> None:
     # Signed with the right secret, as a leaked or old cursor could be: the shape is checked.
     with pytest.raises(InvalidCursor):
-        CODEC.decode(str(CODEC.serializer.dumps(payload)), "tasks", 1)
+        CODEC.decode(str(CODEC.serializer.dumps(payload)), "tasks", [_key_for(1, 0)])
+
+
+class Weekday(enum.Enum):
+    MONDAY = "monday"
+
+
+@pytest.mark.parametrize(
+    ("value", "sql_type", "nullable"),
+    [
+        ("2030-01-01", DateTime(timezone=True), False),  # a string where an instant goes
+        ({"t": "2030-01-01T00:00:00"}, DateTime(timezone=True), False),  # a naive instant
+        (7, Uuid(), False),
+        ({"u": "not hex"}, Uuid(), False),
+        ("7", BigInteger(), False),
+        (True, BigInteger(), False),
+        (1.5, BigInteger(), False),
+        (["x"], String(), False),
+        (None, String(), False),  # NULL for a key that is never NULL
+        ("someday", Enum(Weekday), False),
+    ],
+)
+def test_a_signed_cursor_value_of_the_wrong_type_is_refused(
+    value: Any, sql_type: Any, nullable: bool
+) -> None:
+    """A cursor from an older release, or for another sort, carries the service's signature
+    but values of other types: refused, so no such value reaches a query."""
+    forged = str(CODEC.serializer.dumps({"s": "tasks", "v": [value]}))
+    with pytest.raises(InvalidCursor):
+        CODEC.decode(forged, "tasks", [SortKey(column("c", sql_type), nullable=nullable)])
+
+
+def test_enum_cursor_values_come_back_as_members() -> None:
+    keys = [SortKey(column("day", Enum(Weekday)))]
+    cursor = CODEC.encode("days", [Weekday.MONDAY.value])
+    assert CODEC.decode(cursor, "days", keys) == [Weekday.MONDAY]
 
 
 # The predicate and the order

@@ -86,3 +86,68 @@ def test_the_running_service_never_creates_tables() -> None:
         if "create_all" in path.read_text()
     ]
     assert offenders == []
+
+
+def test_duplicate_live_positions_are_separated_before_the_unique_index(
+    empty_database: str,
+) -> None:
+    """Older releases could leave two live tasks of a project with one key; the migration
+    that makes keys unique gives each duplicate after the first (by id) a key of its own,
+    right after the shared one, so the order with every other task stays as it was."""
+    from sqlalchemy import text
+
+    config = alembic_config(settings_for(empty_database))
+    command.upgrade(config, "a3c9d41e7b20")
+    engine = create_engine(sync_url(empty_database))
+    user, project = "01900000-0000-7000-8000-0000000000a1", "01900000-0000-7000-8000-0000000000b1"
+    rows = [("c1", "a0"), ("c2", "a0"), ("c3", "a0"), ("c4", "a1"), ("c5", "a0")]
+    try:
+        with engine.begin() as connection:
+            is_pg = connection.dialect.name == "postgresql"
+
+            def uid(value: str) -> str:
+                return value if is_pg else value.replace("-", "")
+
+            now = "2026-01-01 00:00:00+00:00"
+            connection.execute(
+                text(
+                    'INSERT INTO "user" (id, email, hashed_password, is_active, role,'
+                    " created_at, updated_at) VALUES (:id, 'm@example.com', 'x', true,"
+                    " 'user', :now, :now)"
+                ),
+                {"id": uid(user), "now": now},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO project (id, owner_id, name, is_archived, is_inbox, version,"
+                    " created_at, updated_at) VALUES (:id, :owner, 'p', false, false, 1, :now,"
+                    " :now)"
+                ),
+                {"id": uid(project), "owner": uid(user), "now": now},
+            )
+            for suffix, key in rows:
+                task_id = f"01900000-0000-7000-8000-0000000000{suffix}"
+                connection.execute(
+                    text(
+                        "INSERT INTO task (id, owner_id, project_id, title, status, priority,"
+                        " position, version, created_at, updated_at) VALUES (:id, :owner,"
+                        " :project, :title, 'todo', 0, :key, 1, :now, :now)"
+                    ),
+                    {
+                        "id": uid(task_id),
+                        "owner": uid(user),
+                        "project": uid(project),
+                        "title": suffix,
+                        "key": key,
+                        "now": now,
+                    },
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            ordered = connection.execute(
+                text("SELECT title, position FROM task ORDER BY position")
+            ).all()
+    finally:
+        engine.dispose()
+    assert [title for title, _ in ordered] == ["c1", "c2", "c3", "c5", "c4"]
+    assert len({key for _, key in ordered}) == len(rows)

@@ -13,6 +13,7 @@ from app.auth.dependencies import ActiveUser
 from app.core.db import SessionDep
 from app.core.errors import AppError
 from app.tasks import service as task_service
+from app.tasks.models import TITLE_MAX_LENGTH
 from tests.factories import (
     API,
     SignedInUser,
@@ -925,3 +926,28 @@ def test_an_unknown_field_is_named_in_plain_words(client: TestClient) -> None:
             "type": "extra_forbidden",
         }
     ]
+
+
+def test_every_next_cursor_is_accepted_back_even_for_the_longest_titles(
+    client: TestClient,
+) -> None:
+    """Sorted by title, a cursor carries the last title: at 500 four-byte characters it is
+    ~2,700 characters long, and the list must still take it back."""
+    user = new_user(client)
+    longest = "\U0001d11e" * TITLE_MAX_LENGTH
+    titles = [longest[:-1] + tail for tail in ("a", "b", "c")]
+    for title in titles:
+        make_task(client, user, title=title)
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(len(titles) + 1):
+        params: dict[str, str | int] = {"sort": "title", "limit": 1}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = client.get(f"{API}/tasks", headers=user.headers, params=params)
+        assert response.status_code == 200, response.text
+        seen.extend(task["title"] for task in response.json()["items"])
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == titles

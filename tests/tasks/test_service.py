@@ -249,9 +249,9 @@ async def _lock_waits(
 
     PostgreSQL: its backend has a lock request not granted (pg_locks, one query a turn from a
     connection of its own). SQLite locks the whole file and shows nobody that a connection
-    waits in its busy handler: its UPDATE has begun (the connection's trace callback, removed
-    on the way out), the lock it needs being held; if SQLite did not wait, that UPDATE would
-    fail ("database is locked") instead of ending once the lock is given up.
+    waits in its busy handler: its BEGIN IMMEDIATE (or UPDATE) has begun (the connection's
+    trace callback, removed on the way out), the lock it needs being held; if SQLite did not
+    wait, it would fail ("database is locked") instead of ending once the lock is given up.
     """
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
@@ -273,7 +273,9 @@ async def _lock_waits(
     loop = asyncio.get_running_loop()
 
     def trace(statement: str) -> None:  # on the connection's own thread
-        if statement.lstrip().upper().startswith("UPDATE"):
+        # A write transaction takes the write lock at its first locking read (BEGIN
+        # IMMEDIATE, app/core/db/engine.py); an UPDATE outside one waits at the UPDATE.
+        if statement.lstrip().upper().startswith(("UPDATE", "BEGIN IMMEDIATE")):
             loop.call_soon_threadsafe(began.set)
 
     async def until_sqlite_updates(task: asyncio.Task[Any]) -> None:
@@ -336,7 +338,8 @@ async def test_create_task_is_the_stored_task(db_session: AsyncSession) -> None:
     second = service.to_public(second)
     await db_session.commit()
     assert first.project_id == second.project_id == inbox
-    assert position.key_between(first.position, None) == second.position  # after the last
+    # After the last, with the random digits a write adds (position.jitter).
+    assert second.position[: -position.JITTER_DIGITS] == position.key_between(first.position, None)
     assert second.completed_at == second.created_at
     for created in (first, second):
         stored = await service.read_task(db_session, owner_id=owner, task_id=created.id)

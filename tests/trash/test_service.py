@@ -1,9 +1,12 @@
 """The trash's services on the real database: what is listed, and what a purge removes."""
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.pagination import CursorCodec, PageParams
@@ -78,3 +81,73 @@ async def test_purge_removes_only_expired_trash(db_session: AsyncSession) -> Non
     assert remaining == {recent.id, live.id}
     assert remaining.isdisjoint({in_old.id, old_child.id})
     assert await db_session.get(Project, old_project.id) is None
+
+
+async def _chain_in_table(db_session: AsyncSession, owner: Any, length: int) -> list[Task]:
+    """`length` tasks each below the one before, linked in the table directly (deeper than
+    the rules let a client build, as older releases could)."""
+    chain = [
+        await task_service.create_task(db_session, owner_id=owner, title=f"level {n}")
+        for n in range(length)
+    ]
+    for parent, child in pairwise(chain):
+        await db_session.exec(
+            update(Task).where(col(Task.id) == child.id).values(parent_id=parent.id)
+        )
+    await db_session.commit()
+    return chain
+
+
+@pytest.mark.anyio
+async def test_purge_never_deletes_a_live_row_and_counts_what_it_deletes(
+    db_session: AsyncSession,
+) -> None:
+    owner = (await make_user(db_session)).id
+    now = datetime.now(UTC)
+    long_ago = now - RETENTION - timedelta(days=1)
+    # An expired branch with a live task below it (left by a race in older releases).
+    parent = await task_service.create_task(db_session, owner_id=owner, title="parent")
+    child = await task_service.create_task(
+        db_session, owner_id=owner, title="child", parent_id=parent.id
+    )
+    await task_service.trash_task(db_session, parent, now=long_ago)
+    await db_session.exec(
+        update(Task).where(col(Task.id) == child.id).values(deleted_at=None, trashed_with=None)
+    )
+    # An expired project still holding a live task.
+    project = await project_service.create_project(db_session, owner_id=owner, name="p")
+    inside = await task_service.create_task(
+        db_session, owner_id=owner, title="inside", project_id=project.id
+    )
+    await project_service.trash_project(db_session, project, now=long_ago)
+    await db_session.exec(update(Task).where(col(Task.id) == inside.id).values(deleted_at=None))
+    # An expired branch of three, entirely in the trash.
+    gone = await task_service.create_task(db_session, owner_id=owner, title="gone")
+    for n in range(2):
+        await task_service.create_task(
+            db_session, owner_id=owner, title=f"gone {n}", parent_id=gone.id
+        )
+    await task_service.trash_task(db_session, gone, now=long_ago)
+    await db_session.commit()
+
+    result = await service.purge_expired_trash(db_session, now=now, retention=RETENTION)
+    await db_session.commit()
+    assert (result.tasks, result.projects) == (3, 0)
+    remaining = set((await db_session.exec(select(Task.id))).all())
+    assert {parent.id, child.id, inside.id} <= remaining
+    assert gone.id not in remaining
+    assert await db_session.get(Project, project.id) is not None
+
+
+@pytest.mark.anyio
+async def test_purge_works_for_a_chain_of_any_depth(db_session: AsyncSession) -> None:
+    """SQLite's cascades recurse and stop at 1,000 levels; PostgreSQL's do not stop."""
+    owner = (await make_user(db_session)).id
+    now = datetime.now(UTC)
+    chain = await _chain_in_table(db_session, owner, 1_100)
+    await task_service.trash_task(db_session, chain[0], now=now - RETENTION - timedelta(days=1))
+    await db_session.commit()
+    result = await service.purge_expired_trash(db_session, now=now, retention=RETENTION)
+    await db_session.commit()
+    assert result.tasks == len(chain)
+    assert (await db_session.exec(select(Task.id).where(Task.owner_id == owner))).all() == []

@@ -35,7 +35,7 @@ async def auth(settings: Settings) -> AsyncIterator[AuthComponents]:
         settings=settings,
         hasher=PasswordHasher(settings),
         tokens=TokenCodec(settings),
-        limiter=RateLimiter(settings, database.engine),
+        limiter=RateLimiter(settings, database.counter_engine),
         mailer=MemoryMailer(),
         principals=PrincipalCache(seconds=0, max_users=1),
     )

@@ -11,6 +11,11 @@ from app.core.config import Settings
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # A pooled connection is replaced once this old (`pool_recycle`); so is a held read one.
 CONNECTION_MAX_AGE_SECONDS = 1800
+# Execution option of SQLite's write engine: its transactions take the write lock at their
+# first write or locking read (`_lock_before_writing`).
+SQLITE_IMMEDIATE = "tasks_api_sqlite_immediate"
+# connection.info key: whether this transaction holds the write lock (or never will).
+_SQLITE_LOCKED = "tasks_api_sqlite_locked"
 
 
 def _unicode_lower(value: Any) -> Any:
@@ -24,12 +29,57 @@ def _tune_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # folds ASCII only: "ÄPFEL" would not match "äpf" as it does on PostgreSQL. Nothing
     # indexes lower(), so replacing it per connection changes no stored order.
     dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
+    # The driver's own transaction handling off: `_begin_sqlite` says BEGIN (SQLAlchemy's
+    # documented recipe), so reads are inside the transaction and a write transaction can
+    # take the write lock when it needs it (`_lock_before_writing`).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _begin_sqlite(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+    connection.info[_SQLITE_LOCKED] = False
+
+
+def _takes_write_lock(statement: str, context: Any) -> bool:
+    if statement.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
+        return True
+    compiled = getattr(context, "compiled", None)
+    # SQLite's compiler leaves FOR UPDATE / FOR SHARE out; the statement still asks for it.
+    return getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None
+
+
+def _lock_before_writing(
+    connection: Any,
+    cursor: Any,
+    statement: str,
+    _parameters: Any,
+    context: Any,
+    _executemany: bool,
+) -> None:
+    # SQLite has no row locks: a write transaction (SQLITE_IMMEDIATE) takes the database's one
+    # write lock at its first write or locking read (FOR UPDATE / FOR SHARE), as PostgreSQL
+    # would lock the rows, so concurrent writers queue and each reads what the previous one
+    # committed. A deferred transaction that read first would read a state that is stale by
+    # the time it may write (a 412 no client asked for, or a tree cycle). Until then it has
+    # only read: it is ended, and the rest runs in a new one begun IMMEDIATE (each statement
+    # seeing the latest committed rows, as under PostgreSQL's READ COMMITTED). Reads before
+    # the first write take no lock, so a counter written on another connection meanwhile
+    # (the rate limiter's) never waits for this transaction.
+    if connection.info.get(_SQLITE_LOCKED, True):
+        return
+    if not connection.get_execution_options().get(SQLITE_IMMEDIATE, False):
+        connection.info[_SQLITE_LOCKED] = True
+        return
+    if _takes_write_lock(statement, context):
+        connection.info[_SQLITE_LOCKED] = True
+        cursor.execute("COMMIT")
+        cursor.execute("BEGIN IMMEDIATE")
 
 
 def _refuse_closed_connection(
@@ -76,4 +126,6 @@ def create_engine(
         url, **pool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     )
     event.listen(engine.sync_engine, "connect", _tune_sqlite)
+    event.listen(engine.sync_engine, "begin", _begin_sqlite)
+    event.listen(engine.sync_engine, "before_cursor_execute", _lock_before_writing)
     return engine

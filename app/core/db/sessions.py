@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
-from app.core.db.engine import CONNECTION_MAX_AGE_SECONDS, create_engine
+from app.core.db.engine import CONNECTION_MAX_AGE_SECONDS, SQLITE_IMMEDIATE, create_engine
 
 # Writes run in one transaction at the server's usual level.
 WRITE_ISOLATION_LEVEL = "READ COMMITTED"
@@ -28,8 +28,8 @@ class Database:
     `sessionmaker`, a READ COMMITTED transaction per session (writes, and everything outside
     requests), and `read_sessionmaker`, no transaction at all, for GET and HEAD (under READ
     COMMITTED each statement takes its own snapshot anyway, so a read sees the same rows
-    without BEGIN and COMMIT). SQLite keeps one transactional engine (its driver opens no
-    transaction for a SELECT).
+    without BEGIN and COMMIT). On SQLite, `sessionmaker`'s transactions take the write lock at
+    their first write or locking read (see engine.py) and `read_sessionmaker`'s never do.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -38,7 +38,7 @@ class Database:
         self.engine = (
             base.execution_options(isolation_level=WRITE_ISOLATION_LEVEL)
             if settings.is_postgres
-            else base
+            else base.execution_options(**{SQLITE_IMMEDIATE: True})
         )
         self.sessionmaker = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False, autoflush=False
@@ -53,6 +53,14 @@ class Database:
         self.read_sessions = (
             ReadSessions(base, self.read_sessionmaker) if settings.is_postgres else None
         )
+
+    @property
+    def counter_engine(self) -> AsyncEngine:
+        """The pool's engine without a write transaction's options: autocommit on PostgreSQL,
+        deferred transactions on SQLite (they take no write lock until they write). For
+        writers that must not wait on a request's transaction, such as counters (the app
+        gives its rate limiter a pool of its own)."""
+        return self._base
 
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:

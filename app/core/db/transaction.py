@@ -1,5 +1,6 @@
 """The request's transaction: one session per request, ended by its route before the response."""
 
+import logging
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
@@ -10,8 +11,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.core.db.errors import is_retryable, sqlstate_of
 from app.core.db.sessions import Database
-from app.core.errors import AppError
+from app.core.errors import AppError, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
 
 # Methods that never change data: their sessions are read sessions (see `Database`).
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
@@ -103,6 +107,19 @@ class RequestTransaction:
 
 _TRANSACTION_KEY = "tasks_api.transaction"
 
+# Attempts of one request's transaction before it is answered with a 503.
+TRANSACTION_ATTEMPTS = 3
+
+
+class TransactionConflict(ServiceUnavailable):
+    """The request's transaction lost to concurrent ones every time it ran (503)."""
+
+    code = "transaction_conflict"
+    detail = "The request conflicted with concurrent changes; nothing was changed. Retry it."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
 
 class TransactionRoute(APIRoute):
     """An API route whose request has one RequestTransaction, ended before the response.
@@ -117,12 +134,13 @@ class TransactionRoute(APIRoute):
         # Read from the route's own dependencies: whether its request will ask for a session.
         uses_session = _uses(self.dependant, get_session)
 
-        async def in_transaction(request: Request) -> Response:
+        async def run_once(request: Request) -> Response:
             transaction = RequestTransaction(request)
             request.scope[_TRANSACTION_KEY] = transaction
             try:
-                # A read waits for its place before any other work (token check, parameters):
-                # waiting, it holds almost nothing, and once in it runs start to finish.
+                # A read waits for its place before any other work (token check,
+                # parameters): waiting, it holds almost nothing, and once in it runs start to
+                # finish.
                 if uses_session:
                     await transaction.take_read_place()
                 response = await handler(request)
@@ -131,6 +149,28 @@ class TransactionRoute(APIRoute):
                 raise
             await transaction.end(None)
             return response
+
+        async def in_transaction(request: Request) -> Response:
+            # A deadlock or serialization failure rolled the whole transaction back, so the
+            # request's work runs again from the start (the request caches its body); nothing
+            # outside the database happens before the commit (background tasks run after the
+            # response is sent).
+            for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+                try:
+                    return await run_once(request)
+                except Exception as exc:
+                    if not is_retryable(exc):
+                        raise
+                    logger.warning(
+                        "transaction attempt %d of %d lost a race (%s), %s",
+                        attempt,
+                        TRANSACTION_ATTEMPTS,
+                        sqlstate_of(exc) or type(exc).__name__,
+                        "answering 503" if attempt == TRANSACTION_ATTEMPTS else "running again",
+                    )
+                    if attempt == TRANSACTION_ATTEMPTS:
+                        raise TransactionConflict() from exc
+            raise AssertionError("unreachable")  # pragma: no cover
 
         return in_transaction
 
