@@ -254,3 +254,30 @@ def test_concurrent_moves_next_to_one_task_keep_a_strict_order(
         assert len(keys) == len(movers) + 1
         assert len(set(keys)) == len(keys)
         assert walk_all(client, user, project["id"])[0]["id"] == anchor["id"]
+
+
+def test_an_account_deleted_while_its_owner_writes_never_answers_500(
+    client: TestClient,
+) -> None:
+    """The writes either land before the deletion (and go with the account) or find the
+    account gone (401): a foreign key the deletion broke runs the write again, never a 500."""
+    for _ in range(ROUNDS // 2):
+        user = new_user(client)
+        task = make_task(client, user)
+        writes = [
+            partial(client.post, f"{API}/tasks", headers=user.headers, json={"title": "new"}),
+            partial(client.post, f"{API}/labels", headers=user.headers, json={"name": "new"}),
+            partial(
+                client.patch,
+                f"{API}/tasks/{task['id']}",
+                headers=user.headers,
+                json={"title": "edited"},
+            ),
+        ]
+        deleted, *written = together(
+            partial(client.delete, f"{API}/users/me", headers=user.headers),
+            *writes,
+        )
+        assert deleted.status_code == 204, deleted.text
+        for response in written:
+            assert response.status_code in (200, 201, 401, 404), response.text
