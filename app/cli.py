@@ -88,6 +88,10 @@ def purge_trash() -> None:
     from app.trash.service import purge_expired_trash
 
     settings = _settings()
+    # A job, not a request: its statements may run long (DB_CLI_STATEMENT_TIMEOUT_SECONDS).
+    settings = settings.model_copy(
+        update={"DB_STATEMENT_TIMEOUT_SECONDS": settings.DB_CLI_STATEMENT_TIMEOUT_SECONDS}
+    )
 
     async def run() -> tuple[int, int]:
         database = Database(settings)

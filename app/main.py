@@ -59,7 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the process's resources on start-up and release them on shutdown."""
     settings: Settings = app.state.settings
     clock: Clock | None = app.state.clock
-    database = Database(settings)
+    database = Database(settings, clock=clock or time.monotonic)
     hasher = PasswordHasher(settings)
     # Counters get a small pool of their own: a request that holds a pooled connection must
     # never wait for a second one from the same pool to count a failure; under load that

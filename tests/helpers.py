@@ -7,7 +7,10 @@ skipped test would be a test that silently stopped running.
 """
 
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from threading import Barrier
 from typing import Any
 
 import httpx
@@ -116,3 +119,16 @@ def require_redis(url: str = REDIS_URL) -> str:
 
 def is_postgres(database_url: str) -> bool:
     return make_url(database_url).get_backend_name() == "postgresql"
+
+
+def together(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """Run the calls at the same moment, each on its own thread; their responses in order."""
+    start = Barrier(len(calls))
+
+    def run(call: Callable[[], httpx.Response]) -> httpx.Response:
+        start.wait(HANG_GUARD)
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(run, call) for call in calls]
+        return [future.result(HANG_GUARD) for future in futures]

@@ -130,8 +130,14 @@ def _printable(text: str) -> str:
     return "".join(char for char in text if char.isprintable())
 
 
-def _login_account_key(settings: Settings, email: str) -> Budget:
-    return Budget(f"login:account:{email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
+def _login_account_key(settings: Settings, email: str, client: ClientInfo) -> Budget:
+    # The strict budget: one account from one client address.
+    return Budget(f"login:account:{email}:ip:{client.ip}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
+
+
+def _login_ceiling_key(settings: Settings, email: str) -> Budget:
+    # The account-wide ceiling, whatever the address: guessing spread over many addresses.
+    return Budget(f"login:account:{email}", settings.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT)
 
 
 def ensure_password_not_email(password: str, email: str) -> None:
@@ -190,16 +196,21 @@ async def sign_in(
     """Check the credentials and open a sign-in session.
 
     An unknown email and a wrong password give the same error after the same work (a hash
-    verification). Failures are counted per account and per client address; past either
-    threshold the caller gets 429 until the window ends.
+    verification). Each attempt is counted before the password is checked (so concurrent
+    guesses cannot all pass one check): per account and client address (strict; a success
+    clears it), per account from every address (a high ceiling), and per client address
+    (its failures). Past any, the caller gets 429 until the window ends; failures elsewhere
+    never lock the owner out of their own address.
     """
     settings = auth.settings
     # Stored emails are NFC (the email validator's normal form) and lower-cased.
     email = unicodedata.normalize("NFC", email.strip()).lower()
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
-    account_key = _login_account_key(settings, email)
+    account_key = _login_account_key(settings, email, client)
+    ceiling_key = _login_ceiling_key(settings, email)
     ip_key = Budget(f"login:ip:{client.ip}", settings.LOGIN_MAX_FAILURES_PER_IP, SIGN_IN_POLICY)
-    await _throttle_check(auth.limiter, [account_key, ip_key], window)
+    await _throttle_check(auth.limiter, [ip_key], window)
+    await _throttle_hit(auth.limiter, [account_key, ceiling_key], window)
 
     user = await user_service.get_user_by_email(session, email) if len(email) <= 254 else None
     await end_read_only_transaction(session)
@@ -207,8 +218,9 @@ async def sign_in(
         password, user.hashed_password if user else None
     )
     if user is None or not ok or not user.is_active:
-        for key, limit, policy in (account_key, ip_key):
-            await auth.limiter.hit(key, limit=limit, window_seconds=window, policy=policy)
+        await auth.limiter.hit(
+            ip_key.key, limit=ip_key.limit, window_seconds=window, policy=ip_key.policy
+        )
         raise InvalidCredentials()
     await auth.limiter.clear(account_key.key, limit=account_key.limit, window_seconds=window)
 
@@ -441,7 +453,8 @@ async def confirm_password(
         raise PasswordRequired()
     settings = auth.settings
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
-    account_key = _login_account_key(settings, user.email)
+    # Only the holder of a valid token for this account can spend this budget.
+    account_key = Budget(f"confirm:account:{user.email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
     await _throttle_check(auth.limiter, [account_key], window)
     if not await auth.hasher.verify(password, user.hashed_password):
         # Undo this request's writes first (authenticate may have touched last_used_at): on
@@ -482,7 +495,9 @@ async def request_password_reset(
         auth.limiter,
         [
             Budget(f"recovery:ip:{client.ip}", settings.RECOVERY_MAX_PER_IP, RECOVERY_POLICY),
-            Budget(f"recovery:email:{email}", settings.RECOVERY_MAX_PER_EMAIL),
+            # Per email and address: requests from elsewhere never block the owner's reset.
+            Budget(f"recovery:email:{email}:ip:{client.ip}", settings.RECOVERY_MAX_PER_EMAIL),
+            Budget(f"recovery:email:{email}", settings.RECOVERY_MAX_PER_EMAIL_ALL_ADDRESSES),
         ],
         settings.RECOVERY_WINDOW_SECONDS,
     )

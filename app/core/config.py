@@ -50,7 +50,13 @@ class Settings(BaseSettings):
     # (docs/performance.md).
     DB_POOL_SIZE: int = Field(default=20, ge=1, le=200)
     DB_MAX_OVERFLOW: int = Field(default=0, ge=0, le=200)
-    DB_POOL_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0, le=600)
+    # Every wait on the database is bounded on the client's side (a stalled network answers
+    # nothing, so a server-side timeout alone would not end it); past a bound the request is a
+    # 503 `database_unavailable`. Requests use these; CLI jobs (purge) use the CLI bound.
+    DB_POOL_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=600)
+    DB_CONNECT_TIMEOUT_SECONDS: float = Field(default=3.0, gt=0, le=600)
+    DB_STATEMENT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0, le=3600)
+    DB_CLI_STATEMENT_TIMEOUT_SECONDS: float = Field(default=600.0, gt=0, le=86400)
     DB_ECHO: bool = False
 
     SECRET_KEY: SecretStr = SecretStr(EXAMPLE_SECRET_KEY)
@@ -85,13 +91,19 @@ class Settings(BaseSettings):
 
     RATE_LIMIT_ENABLED: bool = True
     RATE_LIMIT_STORAGE_URL: str | None = None
+    # Sign-in attempts are counted before the password is checked. The strict limit is per
+    # account and client address, so a stranger elsewhere cannot lock the owner out; the
+    # account-wide ceiling stops guessing spread over many addresses.
     LOGIN_MAX_FAILURES_PER_ACCOUNT: int = Field(default=5, ge=1)
+    LOGIN_MAX_ATTEMPTS_PER_ACCOUNT: int = Field(default=100, ge=1)
     LOGIN_MAX_FAILURES_PER_IP: int = Field(default=20, ge=1)
     LOGIN_FAILURE_WINDOW_SECONDS: int = Field(default=900, ge=1)
     REGISTER_MAX_PER_IP: int = Field(default=10, ge=1)
     REGISTER_WINDOW_SECONDS: int = Field(default=3600, ge=1)
     RECOVERY_MAX_PER_IP: int = Field(default=5, ge=1)
+    # Per email and client address; the email-wide ceiling stops mail bombing from many.
     RECOVERY_MAX_PER_EMAIL: int = Field(default=3, ge=1)
+    RECOVERY_MAX_PER_EMAIL_ALL_ADDRESSES: int = Field(default=20, ge=1)
     RECOVERY_WINDOW_SECONDS: int = Field(default=3600, ge=1)
 
     MAIL_BACKEND: Literal["console", "smtp", "memory"] | None = None

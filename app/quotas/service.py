@@ -5,11 +5,11 @@ import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
@@ -49,29 +49,50 @@ DEFAULT_QUOTAS = Quotas(
 )
 
 
-async def _add(session: AsyncSession, owner_id: uuid.UUID, resource: Resource, amount: int) -> None:
-    bind = session.get_bind()
-    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
-    row = {
-        "owner_id": owner_id,
-        "resource": resource.value,
-        "shard": random.randrange(USAGE_SHARDS),  # noqa: S311 - spreads writes, not a secret
-        "used": amount,
-    }
-    statement = insert(_COUNTERS).values(row)
-    statement = statement.on_conflict_do_update(
+def _upsert(dialect: str) -> Any:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(_COUNTERS).values(
+        owner_id=_OWNER, resource=_RESOURCE, shard=bindparam("shard"), used=bindparam("amount")
+    )
+    return statement.on_conflict_do_update(
         index_elements=["owner_id", "resource", "shard"],
         set_={"used": _COUNTERS.c.used + statement.excluded.used},
     )
-    await session.exec(statement)
+
+
+_OWNER = bindparam("owner_id", type_=_COUNTERS.c.owner_id.type)
+_RESOURCE = bindparam("resource", type_=_COUNTERS.c.resource.type)
+_MINE = (_COUNTERS.c.owner_id == _OWNER, _COUNTERS.c.resource == _RESOURCE)
+# Built once: building an upsert per call cost more CPU than running it.
+_ADD = {dialect: _upsert(dialect) for dialect in ("postgresql", "sqlite")}
+_USAGE: Any = select(func.coalesce(func.sum(_COUNTERS.c.used), 0)).where(*_MINE)
+
+
+def _charge_and_count() -> Any:
+    # PostgreSQL, one round trip: add to a shard, then its new value plus the other shards'
+    # (the outer SELECT sees the table as it was before the upsert, hence "the others").
+    added = _ADD["postgresql"].returning(_COUNTERS.c.shard, _COUNTERS.c.used).cte("added")
+    others = (
+        select(func.coalesce(func.sum(_COUNTERS.c.used), 0))
+        .where(*_MINE, _COUNTERS.c.shard != select(added.c.shard).scalar_subquery())
+        .scalar_subquery()
+    )
+    return select(select(added.c.used).scalar_subquery() + others)
+
+
+_CHARGE_AND_COUNT = _charge_and_count()
+
+
+def _params(owner_id: uuid.UUID, resource: Resource, amount: int) -> dict[str, Any]:
+    # A shard picked at random spreads one account's concurrent writes (not a secret).
+    shard = random.randrange(USAGE_SHARDS)  # noqa: S311
+    return {"owner_id": owner_id, "resource": resource.value, "shard": shard, "amount": amount}
 
 
 async def usage(session: AsyncSession, owner_id: uuid.UUID, resource: Resource) -> int:
     """How many of `resource` the account holds (its counters' sum)."""
-    total = select(func.coalesce(func.sum(col(UsageCounter.used)), 0)).where(
-        UsageCounter.owner_id == owner_id, UsageCounter.resource == resource.value
-    )
-    return int((await session.exec(total)).one())
+    params = {"owner_id": owner_id, "resource": resource.value}
+    return int((await session.exec(_USAGE, params=params)).scalar_one())
 
 
 async def charge(
@@ -89,9 +110,14 @@ async def charge(
     for each other; each sees the others' committed counts, so an account can pass its quota
     by at most the number of its creates in flight at that moment (bounded by the pool).
     """
-    await _add(session, owner_id, resource, amount)
+    params = _params(owner_id, resource, amount)
+    if session.get_bind().dialect.name == "postgresql":
+        total = int((await session.exec(_CHARGE_AND_COUNT, params=params)).scalar_one())
+    else:
+        await session.exec(_ADD["sqlite"], params=params)
+        total = await usage(session, owner_id, resource)
     limit = quotas.limit(resource)
-    if await usage(session, owner_id, resource) > limit:
+    if total > limit:
         raise QuotaExceeded(extra={"resource": resource.value, "limit": limit})
 
 
@@ -100,4 +126,5 @@ async def refund(
 ) -> None:
     """Count `amount` fewer of `resource` (rows deleted for good), in the same transaction."""
     if amount:
-        await _add(session, owner_id, resource, -amount)
+        dialect = session.get_bind().dialect.name
+        await session.exec(_ADD[dialect], params=_params(owner_id, resource, -amount))

@@ -197,6 +197,9 @@ async def _signed_in(session: AsyncSession, auth: AuthComponents) -> tuple[User,
     client = ClientInfo("192.0.2.1", "pytest")
     data = UserRegister(email=email, password=password)
     user = await service.register(session, auth, data=data, client=client)
+    # Two requests, as over HTTP: on SQLite an uncommitted registration would hold the write
+    # lock that sign-in's throttle counter (its own connection) needs.
+    await session.commit()
     pair = await service.sign_in(session, auth, email=email, password=password, client=client)
     await session.commit()
     return user, pair

@@ -205,7 +205,8 @@ def test_sqlite_connections_are_tuned(settings: Any, housekeeping_engine: Engine
         await database.dispose()
         return tuple(values)
 
-    assert anyio.run(pragmas) == ("wal", 1, 5000)
+    busy_ms = round(settings.DB_STATEMENT_TIMEOUT_SECONDS * 1000)
+    assert anyio.run(pragmas) == ("wal", 1, busy_ms)
 
 
 def test_constraint_names_follow_the_convention(housekeeping_engine: Engine) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import asyncpg
 import pytest
-from fastapi import FastAPI
+from fastapi import BackgroundTasks, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -177,3 +177,25 @@ async def _assert_a_real_deadlock_is_retryable(settings: Settings) -> None:
         assert isinstance(errors[0].orig.__cause__, asyncpg.exceptions.DeadlockDetectedError)  # type: ignore[union-attr]
     finally:
         await database.dispose()
+
+
+def test_a_side_effect_of_a_request_run_again_happens_once(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    """Background tasks (mail) belong to the response of the attempt that committed: the
+    attempt that lost the race sends nothing."""
+    app = make_app()
+    sent: list[str] = []
+    attempts: list[int] = []
+
+    @app.post("/probe/mail")
+    async def mail(session: SessionDep, background: BackgroundTasks) -> dict[str, int]:
+        attempts.append(1)
+        background.add_task(sent.append, f"mail of attempt {len(attempts)}")
+        if len(attempts) == 1:
+            raise Deadlock("deadlock detected")
+        return {"attempts": len(attempts)}
+
+    with TestClient(app) as client:
+        assert client.post("/probe/mail").json() == {"attempts": 2}
+    assert sent == ["mail of attempt 2"]

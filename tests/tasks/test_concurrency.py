@@ -1,14 +1,12 @@
 """Concurrent writers through the whole app: no 500, no broken tree, no 412 nobody asked for.
 
-Each test sends its requests together from several threads into one running app (each
-request with its own connection from the pool), and repeats the race enough times to lose it
-reliably on code without the locks.
+Each test sends its requests at once (`tests.helpers.together`, one thread each) into one
+running app (each request with its own connection from the pool), and repeats the race
+enough times to lose it reliably on code without the locks.
 """
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from threading import Barrier
 from typing import Any
 
 import httpx
@@ -18,22 +16,9 @@ from sqlalchemy import Engine, text
 
 from app.tasks import ordering
 from tests.factories import API, SignedInUser, make_label, make_project, make_task, new_user
-from tests.helpers import HANG_GUARD, assert_problem
+from tests.helpers import assert_problem, together
 
 ROUNDS = 12
-
-
-def together(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:
-    """Run the calls at the same moment, each on its own thread; their responses in order."""
-    start = Barrier(len(calls))
-
-    def run(call: Callable[[], httpx.Response]) -> httpx.Response:
-        start.wait(HANG_GUARD)
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        futures = [pool.submit(run, call) for call in calls]
-        return [future.result(HANG_GUARD) for future in futures]
 
 
 @pytest.fixture

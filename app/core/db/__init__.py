@@ -4,7 +4,7 @@ The public names are importable from here: `from app.core.db import SessionDep`.
 """
 
 from app.core.db.driver_query import DriverQuery
-from app.core.db.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine
+from app.core.db.engine import create_engine
 from app.core.db.sessions import (
     Database,
     DatabaseDep,
@@ -25,7 +25,6 @@ from app.core.db.transaction import (
 
 __all__ = [
     "READ_ONLY_METHODS",
-    "SQLITE_BUSY_TIMEOUT_MS",
     "Database",
     "DatabaseDep",
     "DriverQuery",

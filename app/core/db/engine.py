@@ -8,7 +8,6 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.core.config import Settings
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
 # A pooled connection is replaced once this old (`pool_recycle`); so is a held read one.
 CONNECTION_MAX_AGE_SECONDS = 1800
 # Execution option of SQLite's write engine: its transactions take the write lock at their
@@ -22,7 +21,9 @@ def _unicode_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-def _tune_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+def _tune_sqlite(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, busy_seconds: float = 5.0
+) -> None:
     # Runs on every new connection: foreign keys are per connection in SQLite, and WAL
     # lets readers proceed while one writer writes.
     # SQLite's own lower() (and so ILIKE, which SQLAlchemy writes as lower() LIKE lower())
@@ -36,7 +37,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={round(busy_seconds * 1000)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -116,16 +117,24 @@ def create_engine(
             url,
             **pool,
             pool_recycle=CONNECTION_MAX_AGE_SECONDS,
-            # Short connect timeout: /health/ready must answer promptly while the server is down.
-            connect_args={"timeout": 5, "server_settings": {"timezone": "UTC"}},
+            # Client-side bounds: connecting, and every statement (asyncpg's command_timeout).
+            connect_args={
+                "timeout": settings.DB_CONNECT_TIMEOUT_SECONDS,
+                "command_timeout": settings.DB_STATEMENT_TIMEOUT_SECONDS,
+                "server_settings": {"timezone": "UTC"},
+            },
             **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         )
         event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
         return engine
-    engine = create_async_engine(
-        url, **pool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    # SQLite's lock waits are bounded by its busy timeout: the statement bound.
+    busy = settings.DB_STATEMENT_TIMEOUT_SECONDS
+    engine = create_async_engine(url, **pool, connect_args={"timeout": busy})
+    event.listen(
+        engine.sync_engine,
+        "connect",
+        lambda dbapi_connection, record: _tune_sqlite(dbapi_connection, record, busy),
     )
-    event.listen(engine.sync_engine, "connect", _tune_sqlite)
     event.listen(engine.sync_engine, "begin", _begin_sqlite)
     event.listen(engine.sync_engine, "before_cursor_execute", _lock_before_writing)
     return engine

@@ -1,9 +1,12 @@
-"""What a database error means: which can be cured by running the transaction again, and
-which is a unique constraint deciding a race."""
+"""What a database error means: which can be cured by running the transaction again, which
+is a unique constraint deciding a race, and which says the database cannot serve now."""
 
 import sqlite3
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
+
+from app.core.errors import ServiceUnavailable
 
 # SQLSTATEs after which the same transaction, run again from the start, can succeed:
 # serialization_failure and deadlock_detected (PostgreSQL rolled the transaction back), and
@@ -78,3 +81,46 @@ def is_unique_violation(error: IntegrityError) -> bool:
         return True
     sqlite_error = _sqlite_error(error)
     return sqlite_error is not None and "UNIQUE constraint failed" in str(sqlite_error)
+
+
+# SQLSTATE classes and codes that say the database cannot serve now, whatever the statement:
+# connection exceptions (08), insufficient resources (53: too many connections, out of
+# memory or disk), operator intervention (57: shutdown, cannot connect now, query cancelled
+# by the server's own statement_timeout).
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+
+def unavailability(error: BaseException) -> str | None:
+    """Why `error` means the database is unreachable or too slow (a short reason for the
+    log), or None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError | SQLAlchemyTimeout):
+            return "timed out"
+        if isinstance(current, OSError):
+            return f"unreachable ({type(current).__name__})"
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return "connection lost"
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str) and code.startswith(_UNAVAILABLE_CLASSES):
+            return f"SQLSTATE {code}"
+        name = type(current).__name__
+        if name in ("ConnectionDoesNotExistError", "InterfaceError") and "closed" in str(current):
+            return "connection lost"
+        if isinstance(current, sqlite3.OperationalError) and "database is locked" in str(current):
+            return "SQLite lock wait timed out"
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database did not answer within its bound, or cannot be reached (503)."""
+
+    code = "database_unavailable"
+    detail = "The database is unavailable; nothing was changed. Retry after a moment."
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(headers={"Retry-After": str(max(1, retry_after))})

@@ -1,8 +1,10 @@
 """Sessions: the write and read session makers, the read gate and the held read sessions."""
 
 import asyncio
+import logging
+import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any
 
@@ -14,11 +16,54 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.core.db.engine import CONNECTION_MAX_AGE_SECONDS, SQLITE_IMMEDIATE, create_engine
+from app.core.db.errors import DatabaseUnavailable, unavailability
+
+logger = logging.getLogger(__name__)
 
 # Writes run in one transaction at the server's usual level.
 WRITE_ISOLATION_LEVEL = "READ COMMITTED"
 # session.info key: the asyncpg connection under a held read session's own.
 _DRIVER_KEY = "tasks_api.driver_connection"
+
+
+class Availability:
+    """Whether to try the database now: after it failed to answer, requests fail fast with a
+    503 for a while that doubles with each failure in a row (0.5 s up to 8 s), then one
+    request tries again; the first success ends it. So a database that is down or
+    recovering sees one connection attempt a while, not one a request."""
+
+    FIRST_WAIT = 0.5
+    LONGEST_WAIT = 8.0
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._failures = 0
+        self._until = 0.0
+
+    def _wait(self) -> float:
+        wait: float = self.FIRST_WAIT * 2.0 ** (self._failures - 1)
+        return min(wait, self.LONGEST_WAIT)
+
+    def check(self) -> None:
+        """DatabaseUnavailable while the wait after the last failure runs; else go ahead
+        (after failures, this request is the one that tries: the others wait again)."""
+        if not self._failures:
+            return
+        now = self._clock()
+        if now < self._until:
+            raise DatabaseUnavailable(retry_after=math.ceil(self._until - now))
+        self._until = now + self._wait()
+
+    def failed(self) -> None:
+        """The database did not answer: wait longer before the next try."""
+        self._failures += 1
+        self._until = self._clock() + self._wait()
+
+    def succeeded(self) -> None:
+        """The database answered."""
+        if self._failures:
+            self._failures = 0
+            self._until = 0.0
 
 
 class Database:
@@ -32,8 +77,10 @@ class Database:
     their first write or locking read (see engine.py) and `read_sessionmaker`'s never do.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         base = create_engine(settings, autocommit=settings.is_postgres)
+        self.settings = settings
+        self.availability = Availability(clock)
         self._base = base
         self.engine = (
             base.execution_options(isolation_level=WRITE_ISOLATION_LEVEL)
@@ -78,15 +125,26 @@ class Database:
         return self.read_sessions.lend()
 
     async def ping(self) -> None:
-        """Run a trivial query; raises if the database cannot be reached."""
-        async with self._base.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        """Run a trivial query; raises if the database cannot be reached (TimeoutError past
+        the connect and statement bounds together)."""
+        bound = (
+            self.settings.DB_CONNECT_TIMEOUT_SECONDS + self.settings.DB_STATEMENT_TIMEOUT_SECONDS
+        )
+        with anyio.fail_after(bound):
+            async with self._base.connect() as connection:
+                await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        """Close the held read sessions and every pooled connection (the app's shutdown)."""
-        if self.read_sessions is not None:
-            await self.read_sessions.close()
-        await self._base.dispose()
+        """Close the held read sessions and every pooled connection (the app's shutdown).
+
+        Bounded: a server that does not answer the goodbye is not waited for (the process is
+        going away, and its connections with it)."""
+        with anyio.move_on_after(self.settings.DB_CONNECT_TIMEOUT_SECONDS) as scope:
+            if self.read_sessions is not None:
+                await self.read_sessions.close()
+            await self._base.dispose()
+        if scope.cancelled_caught:
+            logger.warning("database connections not closed within %ss at shutdown", scope.deadline)
 
 
 class ReadSessions:
@@ -111,8 +169,14 @@ class ReadSessions:
         session = await self.acquire()
         try:
             yield session
-        finally:
-            await self.release(session)
+        except BaseException as exc:
+            # A connection that timed out or was cut is in an unknown state: never lent again.
+            if unavailability(exc) is not None:
+                await self._discard(session)
+            else:
+                await self.release(session)
+            raise
+        await self.release(session)
 
     async def acquire(self) -> AsyncSession:
         """An idle session that is still usable, or a new one."""

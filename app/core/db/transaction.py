@@ -11,7 +11,12 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.db.errors import is_retryable, sqlstate_of
+from app.core.db.errors import (
+    DatabaseUnavailable,
+    is_retryable,
+    sqlstate_of,
+    unavailability,
+)
 from app.core.db.sessions import Database
 from app.core.errors import AppError, ServiceUnavailable
 
@@ -48,17 +53,36 @@ class RequestTransaction:
         return self._read_only
 
     async def take_read_place(self) -> None:
-        """A read: wait at the read gate, first come first served, for a place (once)."""
+        """A read: wait at the read gate, first come first served, for a place (once);
+        DatabaseUnavailable if none comes within the pool's bound."""
         if self._read_only and not self._placed:
             database: Database = self._app_state.database
-            await database.read_gate.acquire()
+            gate = database.read_gate
+            if gate.locked():
+                try:
+                    with anyio.fail_after(database.settings.DB_POOL_TIMEOUT_SECONDS):
+                        await gate.acquire()
+                except TimeoutError:
+                    logger.warning(
+                        "database unavailable: no read place within %ss",
+                        database.settings.DB_POOL_TIMEOUT_SECONDS,
+                    )
+                    raise DatabaseUnavailable() from None
+            else:
+                await gate.acquire()
             self._placed = True
+
+    @property
+    def opened(self) -> bool:
+        """Whether a session was opened (the database was used)."""
+        return self._session is not None
 
     async def session(self) -> AsyncSession:
         """The request's session, opened on the first call."""
         if self._session is not None:
             return self._session
         database: Database = self._app_state.database
+        database.availability.check()
         if self._read_only:
             await self.take_read_place()
             opened = database.placed_read_session()
@@ -96,13 +120,30 @@ class RequestTransaction:
             else:
                 # Shielded: a cancelled request still returns its connection cleanly.
                 with anyio.CancelScope(shield=True):
-                    if isinstance(error, AppError) and error.keeps_writes:
+                    if unavailability(error) is not None:
+                        await _terminate(session)
+                    elif isinstance(error, AppError) and error.keeps_writes:
                         await session.commit()
                     else:
                         await session.rollback()
         finally:
             with anyio.CancelScope(shield=error is not None):
-                await opened.__aexit__(None, None, None)
+                if error is not None and unavailability(error) is not None:
+                    # The session's maker decides what a connection that failed this way
+                    # becomes (a held read connection is discarded).
+                    await opened.__aexit__(type(error), error, error.__traceback__)
+                else:
+                    await opened.__aexit__(None, None, None)
+
+
+async def _terminate(session: AsyncSession) -> None:
+    # A connection whose statement outlasted its bound, or was cut, is in an unknown state
+    # (the server may still run the statement, or the network stalled): it is terminated,
+    # never given back to the pool, and the session forgets it. Only this connection: the
+    # pool's others may be fine.
+    if session.in_transaction():
+        connection = await session.connection()
+        await connection.invalidate()
 
 
 _TRANSACTION_KEY = "tasks_api.transaction"
@@ -147,7 +188,11 @@ class TransactionRoute(APIRoute):
             except BaseException as exc:
                 await transaction.end(exc)
                 raise
+            used = transaction.opened
             await transaction.end(None)
+            if used:
+                database: Database = request.app.state.database
+                database.availability.succeeded()
             return response
 
         async def in_transaction(request: Request) -> Response:
@@ -159,6 +204,12 @@ class TransactionRoute(APIRoute):
                 try:
                     return await run_once(request)
                 except Exception as exc:
+                    reason = unavailability(exc)
+                    if reason is not None:
+                        # One line, no traceback: an outage must not flood the log.
+                        logger.warning("database unavailable: %s (%s)", reason, request.url.path)
+                        request.app.state.database.availability.failed()
+                        raise DatabaseUnavailable() from None
                     if not is_retryable(exc):
                         raise
                     logger.warning(
