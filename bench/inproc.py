@@ -40,6 +40,7 @@ def _environment(database_url: str) -> dict[str, str]:
         "RATE_LIMIT_ENABLED": "false",
         "DOCS_ENABLED": "false",
         "MAIL_BACKEND": "console",
+        "PASSWORD_RECOVERY_ENABLED": "false",
         "LOG_LEVEL": "WARNING",
     }
 

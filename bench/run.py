@@ -216,8 +216,9 @@ def service_env(target: Target, secret: str, *, throttles: bool) -> dict[str, st
         DATABASE_URL=target.url,
         RATE_LIMIT_ENABLED="true" if throttles else "false",
         DOCS_ENABLED="false",
-        # Sign-up and recovery mails go to the log; no SMTP server is involved.
+        # No mail server is involved: sign-up mails go to the log, recovery is off.
         MAIL_BACKEND="console",
+        PASSWORD_RECOVERY_ENABLED="false",
         PYTHONUNBUFFERED="1",
     )
     env.pop("FIRST_ADMIN_PASSWORD", None)

@@ -1,6 +1,6 @@
 """Authentication errors, each with a stable code."""
 
-from app.core.errors import BadRequest, NotFound, Unauthorized, UnprocessableEntity
+from app.core.errors import BadRequest, Forbidden, NotFound, Unauthorized, UnprocessableEntity
 
 
 class InvalidCredentials(Unauthorized):
@@ -44,6 +44,11 @@ class InvalidRefreshToken(Unauthorized):
 class InvalidResetToken(BadRequest):
     code = "invalid_reset_token"
     detail = "The reset token is invalid, expired or already used."
+
+
+class PasswordRecoveryDisabled(Forbidden):
+    code = "password_recovery_disabled"
+    detail = "Password recovery is switched off on this service; ask an administrator."
 
 
 class SessionNotFound(NotFound):

@@ -15,7 +15,9 @@ class AuthSession(UUIDPrimaryKey, table=True):
     """One sign-in. Its access tokens and its current refresh token live while it does.
 
     `refresh_jti` names the one refresh token that may be used next; presenting any older
-    one of the same session means it was stolen, and the whole session is revoked.
+    one of the same session means it was stolen, and the whole session is revoked, except
+    the one just replaced (`previous_refresh_jti`) within a few seconds of `rotated_at`: two
+    tabs, or a retry, refreshing at once.
     """
 
     __tablename__ = "auth_session"
@@ -25,6 +27,8 @@ class AuthSession(UUIDPrimaryKey, table=True):
         sa_column=Column(Uuid, ForeignKey("user.id", ondelete="CASCADE"), nullable=False)
     )
     refresh_jti: str = Field(max_length=64)
+    previous_refresh_jti: str | None = Field(default=None, max_length=64)
+    rotated_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     user_agent: str | None = Field(default=None, max_length=USER_AGENT_MAX_LENGTH)
     ip_address: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -141,7 +141,7 @@ async def delete_session(
     summary="Ask for a password reset",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=problem_responses(429),
+    responses=problem_responses(403, 429),
     openapi_extra=rate_limited(service.RECOVERY_POLICY),
 )
 async def password_recovery(
@@ -163,7 +163,7 @@ async def password_recovery(
     "/password-reset",
     summary="Reset the password with a token",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(400),
+    responses=problem_responses(400, 403),
 )
 async def password_reset(
     data: PasswordResetRequestBody, session: SessionDep, auth: AuthDep

@@ -7,7 +7,7 @@ only parse, call and return.
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, update
@@ -23,6 +23,7 @@ from app.auth.exceptions import (
     InvalidResetToken,
     InvalidTokenError,
     PasswordIsEmail,
+    PasswordRecoveryDisabled,
     PasswordRequired,
     SessionNotFound,
     TokenExpiredError,
@@ -42,7 +43,7 @@ from app.core.security import (
     TokenCodec,
     TokenExpired,
     TokenType,
-    password_fingerprint,
+    credential_fingerprint,
 )
 from app.users import service as user_service
 from app.users.exceptions import WrongPassword
@@ -162,7 +163,13 @@ async def register(
     )
 
 
-def _issue_pair(auth: AuthComponents, user: User, auth_session: AuthSession) -> TokenPair:
+def _issue_pair(
+    auth: AuthComponents,
+    user: User,
+    auth_session: AuthSession,
+    *,
+    refresh_issued_at: datetime | None = None,
+) -> TokenPair:
     settings = auth.settings
     access_lifetime = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
     access, _ = auth.tokens.encode(
@@ -177,6 +184,7 @@ def _issue_pair(auth: AuthComponents, user: User, auth_session: AuthSession) -> 
         lifetime=timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS),
         session_id=str(auth_session.id),
         jti=auth_session.refresh_jti,
+        now=refresh_issued_at,
     )
     return TokenPair(
         access_token=access,
@@ -243,6 +251,26 @@ async def sign_in(
     return _issue_pair(auth, user, auth_session)
 
 
+async def _repeated_refresh(
+    session: AsyncSession,
+    auth: AuthComponents,
+    auth_session: AuthSession,
+    jti: str,
+    now: datetime,
+) -> TokenPair | None:
+    """The pair for a repeat of the refresh token just replaced, inside the grace window: the
+    successor refresh token as it was issued (same claims, so the same token) and a new
+    access token. None for any other reuse."""
+    rotated = auth_session.rotated_at
+    grace = timedelta(seconds=auth.settings.REFRESH_REUSE_GRACE_SECONDS)
+    if auth_session.previous_refresh_jti != jti or rotated is None or now - rotated >= grace:
+        return None
+    user = await session.get(User, auth_session.user_id)
+    if user is None or not user.is_active or auth_session.expires_at <= now:
+        return None
+    return _issue_pair(auth, user, auth_session, refresh_issued_at=rotated)
+
+
 class RefreshTokenReused(InvalidRefreshToken):
     """A refresh token was presented again: the session is revoked, and that must persist."""
 
@@ -253,8 +281,10 @@ async def refresh(session: AsyncSession, auth: AuthComponents, *, refresh_token:
     """Exchange a refresh token for a new pair; each refresh token works once.
 
     The swap is a compare-and-set on the session's current refresh token id, so two racing
-    uses of one token cannot both win. Presenting a token that was already exchanged means it
-    leaked: the whole session is revoked.
+    uses of one token cannot both win. The token just replaced, presented again within
+    REFRESH_REUSE_GRACE_SECONDS (two tabs, a retry), gets the same successor refresh token
+    (re-minted with identical claims) and a new access token; the session's life is not
+    extended. Any other token that was already exchanged leaked: the session is revoked.
     """
     try:
         claims = auth.tokens.decode(refresh_token, TokenType.REFRESH)
@@ -275,6 +305,8 @@ async def refresh(session: AsyncSession, auth: AuthComponents, *, refresh_token:
         )
         .values(
             refresh_jti=new_jti,
+            previous_refresh_jti=claims.jti,
+            rotated_at=now,
             last_used_at=now,
             expires_at=now + timedelta(days=auth.settings.REFRESH_TOKEN_EXPIRE_DAYS),
         )
@@ -289,6 +321,9 @@ async def refresh(session: AsyncSession, auth: AuthComponents, *, refresh_token:
             and auth_session.user_id == user_id
             and auth_session.revoked_at is None
         ):
+            repeat = await _repeated_refresh(session, auth, auth_session, claims.jti, now)
+            if repeat is not None:
+                return repeat
             auth_session.revoked_at = now
             session.add(auth_session)
             await session.flush()
@@ -491,6 +526,8 @@ async def request_password_reset(
     hash and every token issued before it dies with it.
     """
     settings = auth.settings
+    if not settings.PASSWORD_RECOVERY_ENABLED:
+        raise PasswordRecoveryDisabled()
     await _throttle_hit(
         auth.limiter,
         [
@@ -508,7 +545,7 @@ async def request_password_reset(
         subject=str(user.id),
         token_type=TokenType.RESET,
         lifetime=timedelta(minutes=settings.PASSWORD_RESET_EXPIRE_MINUTES),
-        extra={"pwh": password_fingerprint(user.hashed_password)},
+        extra={"pwh": credential_fingerprint(user.hashed_password, user.email)},
     )
     link = f"{str(settings.FRONTEND_URL).rstrip('/')}/reset-password#token={token}"
     body = (
@@ -532,6 +569,8 @@ async def reset_password(
     The token is bound to the password hash it was issued for; the hash is swapped with a
     compare-and-set on that old hash, so two requests racing with one token cannot both win.
     """
+    if not auth.settings.PASSWORD_RECOVERY_ENABLED:
+        raise PasswordRecoveryDisabled()
     try:
         claims = auth.tokens.decode(token, TokenType.RESET)
         user_id = _uuid(claims.subject)
@@ -541,7 +580,7 @@ async def reset_password(
     if (
         user is None
         or not user.is_active
-        or claims.extra.get("pwh") != password_fingerprint(user.hashed_password)
+        or claims.extra.get("pwh") != credential_fingerprint(user.hashed_password, user.email)
     ):
         raise InvalidResetToken()
     ensure_password_not_email(new_password, user.email)
@@ -551,7 +590,11 @@ async def reset_password(
     now = utcnow()
     swapped = await session.exec(
         update(User)
-        .where(col(User.id) == user.id, col(User.hashed_password) == old_hash)
+        .where(
+            col(User.id) == user.id,
+            col(User.hashed_password) == old_hash,
+            col(User.email) == user.email,
+        )
         .values(hashed_password=new_hash, updated_at=now)
         .returning(col(User.id))
         .execution_options(synchronize_session=False)

@@ -23,6 +23,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 EXAMPLE_SECRET_KEY = "change-me-this-is-the-example-secret-key-do-not-use"  # noqa: S105
 
 Environment = Literal["development", "test", "production"]
+# Where the web app runs in development (Vite's port): never the address of a real deployment.
+DEVELOPMENT_FRONTEND_URL = "http://localhost:5173"
 
 
 class Settings(BaseSettings):
@@ -66,6 +68,9 @@ class Settings(BaseSettings):
     JWT_ISSUER: str = "tasks-api"
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=14, ge=1, le=365)
+    # Seconds in which the refresh token just replaced still gets its successor (two tabs or
+    # a retry refreshing at once), instead of revoking the session as a stolen token does.
+    REFRESH_REUSE_GRACE_SECONDS: int = Field(default=10, ge=0, le=300)
     PASSWORD_RESET_EXPIRE_MINUTES: int = Field(default=30, ge=1, le=24 * 60)
 
     ARGON2_MEMORY_KIB: int = Field(default=19456, ge=8)
@@ -113,7 +118,10 @@ class Settings(BaseSettings):
     SMTP_USER: str | None = None
     SMTP_PASSWORD: SecretStr | None = None
     SMTP_STARTTLS: bool = True
-    FRONTEND_URL: AnyHttpUrl = AnyHttpUrl("http://localhost:5173")
+    FRONTEND_URL: AnyHttpUrl = AnyHttpUrl(DEVELOPMENT_FRONTEND_URL)
+    # Off: password recovery answers 403 `password_recovery_disabled` (a deployment without
+    # mail, such as the benchmark's). On in production, it needs SMTP and a real FRONTEND_URL.
+    PASSWORD_RECOVERY_ENABLED: bool = True
 
     TRASH_RETENTION_DAYS: int = Field(default=30, ge=1, le=3650)
     # The most of each one account may hold (trashed rows count until they are purged). The
@@ -157,6 +165,20 @@ class Settings(BaseSettings):
             raise ValueError("FIRST_ADMIN_EMAIL and FIRST_ADMIN_PASSWORD go together")
         if self.MAIL_BACKEND == "smtp" and not self.SMTP_HOST:
             raise ValueError("MAIL_BACKEND=smtp needs SMTP_HOST")
+        if self.ENVIRONMENT == "production" and self.PASSWORD_RECOVERY_ENABLED:
+            # Reset links must reach the account's mailbox only, never a log.
+            if self.mail_backend != "smtp":
+                raise ValueError(
+                    "production with password recovery needs mail: set MAIL_BACKEND=smtp and"
+                    " SMTP_HOST (reset links are never written to the log), or"
+                    " PASSWORD_RECOVERY_ENABLED=false"
+                )
+            if str(self.FRONTEND_URL).rstrip("/") == DEVELOPMENT_FRONTEND_URL:
+                raise ValueError(
+                    "production with password recovery needs FRONTEND_URL (reset links point"
+                    f" there; {DEVELOPMENT_FRONTEND_URL} is the development default), or"
+                    " PASSWORD_RECOVERY_ENABLED=false"
+                )
         return self
 
     @property

@@ -147,9 +147,10 @@ class PasswordHasher:
         return ok
 
 
-def password_fingerprint(hashed_password: str) -> str:
-    """A short digest of the stored hash: a reset token bound to it dies once the hash changes."""
-    return hashlib.sha256(hashed_password.encode()).hexdigest()[:32]
+def credential_fingerprint(hashed_password: str, email: str) -> str:
+    """A short digest of the stored hash and email: a reset token bound to it dies once either
+    changes."""
+    return hashlib.sha256(f"{email}\x00{hashed_password}".encode()).hexdigest()[:32]
 
 
 # One entry per recently seen token (~1 KB each): a few MB per process at most.

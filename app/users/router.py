@@ -52,10 +52,15 @@ async def read_me(user: ActiveUser) -> UserPublic:
     responses=problem_responses(400, 401, 409, 429),
 )
 async def update_me(
-    data: UserUpdateMeBody, user: ActiveUser, session: SessionDep, auth: AuthDep
+    data: UserUpdateMeBody, principal: ActivePrincipal, session: SessionDep, auth: AuthDep
 ) -> UserPublic:
-    """Change the caller's name or email (with `current_password`); only fields sent change."""
-    return _public(await service.update_own_account(session, auth, user=user, data=data))
+    """Change the caller's name or email (with `current_password`); only fields sent change.
+
+    A new email signs out every other session of the account (this one stays)."""
+    user = await service.update_own_account(
+        session, auth, user=principal.user, data=data, session_id=principal.session_id
+    )
+    return _public(user)
 
 
 @router.delete(

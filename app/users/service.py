@@ -119,18 +119,30 @@ async def update_user(
 
 
 async def update_own_account(
-    session: AsyncSession, auth: "AuthComponents", *, user: User, data: UserUpdateMe
+    session: AsyncSession,
+    auth: "AuthComponents",
+    *,
+    user: User,
+    data: UserUpdateMe,
+    session_id: uuid.UUID | None = None,
 ) -> User:
-    """The caller's changes to their own name or email; a new email needs `current_password`."""
+    """The caller's changes to their own name or email; a new email needs `current_password`
+    and signs out every session but `session_id` (the caller's)."""
     # Imported here: auth depends on users at import time, not the other way round.
     from app.auth import service as auth_service
 
     changes = data.model_dump(exclude_unset=True, exclude={"current_password"})
-    if changes.get("email") not in (None, user.email):
+    new_email = changes.get("email") not in (None, user.email)
+    if new_email:
         await auth_service.confirm_password(
             session, auth, user=user, password=data.current_password
         )
-    return await update_user(session, user, changes, hashed_password=None)
+    updated = await update_user(session, user, changes, hashed_password=None)
+    if new_email:
+        await auth_service.revoke_all_sessions(
+            session, user_id=user.id, except_session_id=session_id
+        )
+    return updated
 
 
 async def admin_create_user(
@@ -150,15 +162,17 @@ async def admin_create_user(
 async def admin_update_user(
     session: AsyncSession, hasher: PasswordHasher, *, user: User, data: UserUpdate
 ) -> User:
-    """An admin's changes to any account; a new password or deactivation signs it out."""
+    """An admin's changes to any account; a new password or email, or deactivation, signs
+    it out."""
     from app.auth import service as auth_service
 
     changes = data.model_dump(exclude_unset=True, exclude={"password"})
     if data.password:
         auth_service.ensure_password_not_email(data.password, changes.get("email") or user.email)
     hashed = await hasher.hash(data.password) if data.password else None
+    new_email = changes.get("email") not in (None, user.email)
     updated = await update_user(session, user, changes, hashed_password=hashed)
-    if changes.get("is_active") is False or hashed is not None:
+    if changes.get("is_active") is False or hashed is not None or new_email:
         await auth_service.revoke_all_sessions(session, user_id=user.id)
     return updated
 

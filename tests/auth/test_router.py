@@ -1,9 +1,10 @@
 """The /auth routes end to end: sign-up, sign-in, refresh, sign-out, sessions, recovery."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from tests.factories import (
     sign_in_admin,
     unique_email,
 )
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, together
 
 # --- register ---------------------------------------------------------------------------
 
@@ -293,7 +294,15 @@ def test_refresh_returns_a_new_pair_that_works(client: TestClient) -> None:
     assert again.status_code == 200
 
 
-def test_a_reused_refresh_token_revokes_the_whole_session(client: TestClient) -> None:
+@pytest.fixture
+def no_grace_client(make_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
+    """A client of an app where a refresh token's reuse is never a repeat of a refresh."""
+    with TestClient(make_app(REFRESH_REUSE_GRACE_SECONDS=0)) as client:
+        yield client
+
+
+def test_a_reused_refresh_token_revokes_the_whole_session(no_grace_client: TestClient) -> None:
+    client = no_grace_client
     user = new_user(client)
     other = sign_in(client, user.email)  # a second session of the same user
     first = client.post(f"{API}/auth/refresh", json={"refresh_token": user.refresh_token})
@@ -312,7 +321,8 @@ def test_a_reused_refresh_token_revokes_the_whole_session(client: TestClient) ->
     assert other_me.status_code == 200
 
 
-def test_concurrent_refreshes_with_one_token_only_one_wins(client: TestClient) -> None:
+def test_concurrent_refreshes_with_one_token_only_one_wins(no_grace_client: TestClient) -> None:
+    client = no_grace_client
     user = new_user(client)
 
     def use() -> int:
@@ -322,6 +332,32 @@ def test_concurrent_refreshes_with_one_token_only_one_wins(client: TestClient) -
     with ThreadPoolExecutor(max_workers=4) as pool:
         statuses = sorted(pool.map(lambda _: use(), range(4)))
     assert statuses == [200, 401, 401, 401]
+
+
+def test_two_tabs_refreshing_at_once_both_stay_signed_in_with_one_successor(
+    client: TestClient,
+) -> None:
+    """Within the grace window a repeat of the token just replaced gets the same successor
+    refresh token (so both tabs hold one token) and a working access token."""
+    user = new_user(client)
+    refresh = partial(
+        client.post, f"{API}/auth/refresh", json={"refresh_token": user.refresh_token}
+    )
+    answers = together(*[refresh for _ in range(4)])
+    assert [answer.status_code for answer in answers] == [200] * 4, [a.text for a in answers]
+    successors = {answer.json()["refresh_token"] for answer in answers}
+    assert len(successors) == 1
+    for answer in answers:
+        me = client.get(f"{API}/users/me", headers=bearer(answer.json()["access_token"]))
+        assert me.status_code == 200
+    (successor,) = successors
+    # The successor works once, as any refresh token does; the token two steps back is a
+    # stolen one and ends the session.
+    assert client.post(f"{API}/auth/refresh", json={"refresh_token": successor}).status_code == 200
+    replay = client.post(f"{API}/auth/refresh", json={"refresh_token": user.refresh_token})
+    assert_problem(replay, 401, "invalid_refresh_token")
+    me = client.get(f"{API}/users/me", headers=bearer(answers[0].json()["access_token"]))
+    assert_problem(me, 401, "invalid_token")
 
 
 @pytest.mark.parametrize("kind", ["access", "reset", "garbage", "other-user"])
@@ -560,6 +596,31 @@ def test_a_reset_token_dies_when_the_password_changes_otherwise(
         f"{API}/users/me/password",
         json={"current_password": user.password, "new_password": "changed-password"},
         headers=user.headers,
+    )
+    response = client.post(
+        f"{API}/auth/password-reset", json={"token": token, "new_password": "a-new-password"}
+    )
+    assert_problem(response, 400, "invalid_reset_token")
+
+
+def test_a_reset_token_dies_when_the_email_changes_and_other_sessions_end(
+    app: FastAPI, client: TestClient
+) -> None:
+    """A reset mailed to the old address must not work once the account has a new one, and
+    a new email signs out every other session (the one that made the change stays)."""
+    user = new_user(client)
+    other = sign_in(client, user.email)
+    client.post(f"{API}/auth/password-recovery", json={"email": user.email})
+    token = reset_token_from(outbox(app)[-1])
+    changed = client.patch(
+        f"{API}/users/me",
+        json={"email": unique_email("moved"), "current_password": user.password},
+        headers=user.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
+    assert_problem(
+        client.get(f"{API}/users/me", headers=bearer(other["access_token"])), 401, "invalid_token"
     )
     response = client.post(
         f"{API}/auth/password-reset", json={"token": token, "new_password": "a-new-password"}

@@ -1,5 +1,6 @@
 """The auth service called directly, on a real database session."""
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -143,6 +144,10 @@ async def test_sign_in_opens_a_session_with_the_client_details(
 async def test_refresh_rotates_and_a_replay_revokes_the_session(
     db_session: AsyncSession, auth: AuthComponents
 ) -> None:
+    # No grace window: any reuse is a stolen token's (tests/auth/test_router.py has the window).
+    auth = dataclasses.replace(
+        auth, settings=auth.settings.model_copy(update={"REFRESH_REUSE_GRACE_SECONDS": 0})
+    )
     user = await _registered(db_session, auth)
     principal, pair = await _principal(db_session, auth, user.email)
     new_pair = await service.refresh(db_session, auth, refresh_token=pair.refresh_token)

@@ -250,7 +250,12 @@ def test_disabled_throttles_never_answer_429(throttled: Throttled) -> None:
 
 def test_throttles_are_on_by_default(make_app: Callable[..., FastAPI]) -> None:
     assert Settings().RATE_LIMIT_ENABLED is True
-    assert Settings(ENVIRONMENT="production", SECRET_KEY="x" * 40).RATE_LIMIT_ENABLED is True
+    assert (
+        Settings(
+            ENVIRONMENT="production", SECRET_KEY="x" * 40, PASSWORD_RECOVERY_ENABLED=False
+        ).RATE_LIMIT_ENABLED
+        is True
+    )
     assert make_app().state.settings.RATE_LIMIT_ENABLED is True
 
 

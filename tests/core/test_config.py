@@ -88,7 +88,9 @@ def test_production_refuses_a_short_secret() -> None:
 
 
 def test_production_accepts_a_real_secret() -> None:
-    settings = Settings(ENVIRONMENT="production", SECRET_KEY="k" * 32)
+    settings = Settings(
+        ENVIRONMENT="production", SECRET_KEY="k" * 32, PASSWORD_RECOVERY_ENABLED=False
+    )
     assert settings.ENVIRONMENT == "production"
 
 

@@ -23,7 +23,7 @@ from app.core.security import (
     PasswordHasher,
     TokenCodec,
     TokenType,
-    password_fingerprint,
+    credential_fingerprint,
 )
 from app.users import service as user_service
 from tests.auth.helpers import in_session
@@ -259,12 +259,14 @@ async def test_hashes_run_on_their_own_threads_at_a_lower_priority(settings: Set
         hasher.close()
 
 
-def test_password_fingerprint_follows_the_hash(settings: Settings) -> None:
+def test_the_credential_fingerprint_follows_the_hash_and_the_email(settings: Settings) -> None:
     hasher = PasswordHasher(settings)
     first, second = hasher.hash_sync("same-password"), hasher.hash_sync("same-password")
-    assert password_fingerprint(first) == password_fingerprint(first)
-    assert password_fingerprint(first) != password_fingerprint(second)
-    assert "same-password" not in password_fingerprint(first)
+    email = "ada@example.com"
+    assert credential_fingerprint(first, email) == credential_fingerprint(first, email)
+    assert credential_fingerprint(first, email) != credential_fingerprint(second, email)
+    assert credential_fingerprint(first, email) != credential_fingerprint(first, "b@example.com")
+    assert "same-password" not in credential_fingerprint(first, email)
 
 
 @pytest.mark.parametrize("token_type", list(TokenType))

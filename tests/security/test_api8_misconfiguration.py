@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from app.auth.dependencies import get_auth
 from app.core.config import EXAMPLE_SECRET_KEY, Settings
 from tests.factories import API, new_user
-from tests.helpers import PROBLEM
+from tests.helpers import PROBLEM, assert_problem
 from tests.security.helpers import operations
 
 ALLOWED = "https://app.example.com"
@@ -99,7 +99,7 @@ def test_tokens_are_never_cached(client: TestClient) -> None:
 
 
 def test_hsts_in_production(make_app: Callable[..., FastAPI]) -> None:
-    with TestClient(make_app(ENVIRONMENT="production")) as client:
+    with TestClient(make_app(ENVIRONMENT="production", PASSWORD_RECOVERY_ENABLED=False)) as client:
         assert "max-age=" in client.get("/health/live").headers["strict-transport-security"]
 
 
@@ -143,7 +143,46 @@ def test_production_refuses_a_weak_or_example_secret(secret: str | None) -> None
 
 
 def test_production_accepts_a_real_secret() -> None:
-    Settings(ENVIRONMENT="production", SECRET_KEY="r" * 48, DATABASE_URL="sqlite://")  # type: ignore[arg-type]
+    Settings(
+        ENVIRONMENT="production",
+        SECRET_KEY="r" * 48,
+        DATABASE_URL="sqlite://",
+        PASSWORD_RECOVERY_ENABLED=False,
+    )
+
+
+PRODUCTION = {"ENVIRONMENT": "production", "SECRET_KEY": "r" * 48, "DATABASE_URL": "sqlite://"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({}, "MAIL_BACKEND=smtp"),  # no mail transport: the links would go to the log
+        ({"MAIL_BACKEND": "console"}, "MAIL_BACKEND=smtp"),
+        ({"MAIL_BACKEND": "smtp", "SMTP_HOST": "smtp.example.com"}, "FRONTEND_URL"),
+    ],
+)
+def test_production_recovery_needs_mail_and_a_real_frontend(
+    settings: dict[str, str], named: str
+) -> None:
+    """Reset links are never written to a log: production with recovery on needs SMTP and a
+    frontend address of its own, or recovery switched off, and says which."""
+    with pytest.raises(ValidationError, match=named) as raised:
+        Settings(**PRODUCTION, **settings)  # type: ignore[arg-type]
+    assert "PASSWORD_RECOVERY_ENABLED=false" in str(raised.value)
+    ready = {"MAIL_BACKEND": "smtp", "SMTP_HOST": "smtp.example.com"}
+    Settings(**PRODUCTION, **ready, FRONTEND_URL="https://app.example.com")  # type: ignore[arg-type]
+    Settings(**PRODUCTION, PASSWORD_RECOVERY_ENABLED=False)  # type: ignore[arg-type]
+
+
+def test_switched_off_recovery_is_a_403(make_app: Callable[..., FastAPI]) -> None:
+    with TestClient(make_app(PASSWORD_RECOVERY_ENABLED=False)) as client:
+        asked = client.post(f"{API}/auth/password-recovery", json={"email": "a@example.com"})
+        assert_problem(asked, 403, "password_recovery_disabled")
+        reset = client.post(
+            f"{API}/auth/password-reset", json={"token": "x" * 40, "new_password": "n" * 12}
+        )
+        assert_problem(reset, 403, "password_recovery_disabled")
 
 
 def test_unknown_methods_are_refused(client: TestClient) -> None:
