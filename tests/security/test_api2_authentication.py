@@ -182,7 +182,15 @@ def test_revoked_deleted_and_deactivated_users_tokens_die(admin_app: FastAPI) ->
         assert refused.status_code == 401
 
 
-def test_a_replayed_refresh_token_revokes_the_session(client: TestClient) -> None:
+def test_a_replayed_refresh_token_revokes_the_session(make_app: Callable[..., FastAPI]) -> None:
+    """A replay after the grace window (REFRESH_REUSE_GRACE_SECONDS; 0 here) ends the
+    session. Inside the window a repeat gets the same successor as the first use: the price
+    of two tabs refreshing at once, bounded to seconds (tests/auth/test_router.py)."""
+    with TestClient(make_app(REFRESH_REUSE_GRACE_SECONDS=0)) as client:
+        _replay_revokes(client)
+
+
+def _replay_revokes(client: TestClient) -> None:
     user = new_user(client)
     first = client.post(f"{API}/auth/refresh", json={"refresh_token": user.refresh_token})
     assert first.status_code == 200
