@@ -231,6 +231,8 @@ async def sign_in(
         )
         raise InvalidCredentials()
     await auth.limiter.clear(account_key.key, limit=account_key.limit, window_seconds=window)
+    # The ceiling counts failures (and attempts in flight): a success is taken back.
+    await auth.limiter.refund(ceiling_key.key, limit=ceiling_key.limit, window_seconds=window)
 
     if new_hash:
         # Outdated scheme (bcrypt) or parameters: upgrade while we hold the plain password.

@@ -284,6 +284,13 @@ class RateLimiter:
             return Decision(True, 0)
         return Decision(False, await self._retry_after(item, key))
 
+    async def refund(self, key: str, *, limit: int, window_seconds: int) -> None:
+        """Take back one event counted by `hit` (it turned out not to count: a sign-in that
+        succeeded, counted before its password was checked)."""
+        if self.enabled:
+            item = RateLimitItemPerSecond(limit, window_seconds)
+            await self.storage.incr(item.key_for(key), item.get_expiry(), amount=-1)
+
     async def clear(self, key: str, *, limit: int, window_seconds: int) -> None:
         if self.enabled:
             await self.strategy.clear(RateLimitItemPerSecond(limit, window_seconds), key)

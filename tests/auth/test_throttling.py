@@ -377,3 +377,14 @@ def test_concurrent_wrong_guesses_are_counted_before_any_is_checked(
         statuses = sorted(response.status_code for response in together(*guesses))
     assert statuses.count(401) <= 5, statuses
     assert set(statuses) <= {401, 429}
+
+
+def test_successful_sign_ins_never_spend_the_account_ceiling(throttled: Throttled) -> None:
+    """Counted before the password is checked, a success is taken back: an account that
+    signs in often (scripts, many devices) is never throttled for it."""
+    app = throttled.app(LOGIN_MAX_FAILURES_PER_ACCOUNT=2, LOGIN_MAX_ATTEMPTS_PER_ACCOUNT=3)
+    with throttled.client(app) as client:
+        email = throttled.email()
+        register(client, email=email)
+        for _ in range(6):
+            assert _token(client, email, DEFAULT_PASSWORD).status_code == 200
