@@ -151,24 +151,27 @@ async def _purge_plan(session: AsyncSession, *, cutoff: datetime) -> _PurgePlan:
     return _PurgePlan(doomed, projects, dict(owners))
 
 
+async def _all_trashed_and_locked(
+    session: AsyncSession, model: type[Project] | type[Task], ids: list[uuid.UUID]
+) -> bool:
+    """Lock these rows FOR UPDATE in id order; whether every one is still in the trash."""
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        locked = select(col(model.id)).where(
+            col(model.id).in_(chunk), col(model.deleted_at).is_not(None)
+        )
+        found = (await session.exec(locked.order_by(col(model.id)).with_for_update())).all()
+        if len(found) != len(chunk):
+            return False
+    return True
+
+
 async def _lock_plan(session: AsyncSession, plan: _PurgePlan) -> bool:
     """Lock the rows to delete (in id order) and say whether all are still in the trash."""
-    for start in range(0, len(plan.projects), _CHUNK):
-        chunk = plan.projects[start : start + _CHUNK]
-        locked = select(col(Project.id)).where(
-            col(Project.id).in_(chunk), col(Project.deleted_at).is_not(None)
-        )
-        found = (await session.exec(locked.order_by(col(Project.id)).with_for_update())).all()
-        if len(found) != len(chunk):
-            return False
-    for start in range(0, len(plan.tasks), _CHUNK):
-        chunk = plan.tasks[start : start + _CHUNK]
-        locked = select(col(Task.id)).where(
-            col(Task.id).in_(chunk), col(Task.deleted_at).is_not(None)
-        )
-        found = (await session.exec(locked.order_by(col(Task.id)).with_for_update())).all()
-        if len(found) != len(chunk):
-            return False
+    if not await _all_trashed_and_locked(session, Project, plan.projects):
+        return False
+    if not await _all_trashed_and_locked(session, Task, plan.tasks):
+        return False
     # No live task may have arrived below a row to go, or in a project to go.
     doomed = set(plan.tasks)
     for start in range(0, len(plan.tasks), _CHUNK):
