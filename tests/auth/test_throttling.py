@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 import redis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from app.auth.dependencies import get_client
+from app.auth.service import ClientInfo
 from app.core.config import Settings
 from tests.auth.helpers import random_ip
 from tests.factories import API, DEFAULT_PASSWORD, new_user, register, unique_email
@@ -335,33 +337,54 @@ def test_a_spent_public_quota_says_so_on_its_429(throttled: Throttled) -> None:
         assert state["t"] == int(refused.headers["retry-after"])
 
 
+def _addresses(app: FastAPI) -> None:
+    """Let a request name its client address (`X-Test-Address`): one app, many callers."""
+
+    async def client_from_header(request: Request) -> ClientInfo:
+        assert request.client is not None
+        return ClientInfo(request.headers.get("x-test-address", request.client.host), None)
+
+    app.dependency_overrides[get_client] = client_from_header
+
+
+def _token_from(client: TestClient, address: str, email: str, password: str) -> Any:
+    return client.post(
+        f"{API}/auth/token",
+        data={"username": email, "password": password},
+        headers={"X-Test-Address": address},
+    )
+
+
 def test_a_stranger_cannot_lock_the_owner_out(throttled: Throttled) -> None:
     """Wrong passwords from other addresses spend their own budgets, not the owner's."""
     app = throttled.app(LOGIN_MAX_FAILURES_PER_ACCOUNT=2, RECOVERY_MAX_PER_EMAIL=1)
+    _addresses(app)
+    stranger = random_ip()
     with throttled.client(app) as owner:
         email = throttled.email()
         register(owner, email=email)
-        with throttled.elsewhere() as stranger:
-            for _ in range(2):
-                assert_problem(_token(stranger, email, "wrong-password"), 401)
-            assert_problem(_token(stranger, email, "wrong-password"), 429, "rate_limited")
-            recover = f"{API}/auth/password-recovery"
-            assert stranger.post(recover, json={"email": email}).status_code == 202
-            assert_problem(stranger.post(recover, json={"email": email}), 429)
+        for _ in range(2):
+            assert_problem(_token_from(owner, stranger, email, "wrong-password"), 401)
+        refused = _token_from(owner, stranger, email, "wrong-password")
+        assert_problem(refused, 429, "rate_limited")
+        recover = f"{API}/auth/password-recovery"
+        elsewhere = {"X-Test-Address": stranger}
+        assert owner.post(recover, json={"email": email}, headers=elsewhere).status_code == 202
+        assert_problem(owner.post(recover, json={"email": email}, headers=elsewhere), 429)
         assert _token(owner, email, DEFAULT_PASSWORD).status_code == 200
-        assert owner.post(f"{API}/auth/password-recovery", json={"email": email}).is_success
+        assert owner.post(recover, json={"email": email}).is_success
 
 
 def test_the_account_ceiling_stops_guessing_spread_over_addresses(throttled: Throttled) -> None:
     app = throttled.app(LOGIN_MAX_FAILURES_PER_ACCOUNT=10, LOGIN_MAX_ATTEMPTS_PER_ACCOUNT=3)
+    _addresses(app)
     with throttled.client(app) as client:
         email = throttled.email()
         register(client, email=email)
         for _ in range(3):
-            with throttled.elsewhere() as guesser:
-                assert_problem(_token(guesser, email, "wrong-password"), 401)
-        with throttled.elsewhere() as guesser:
-            assert_problem(_token(guesser, email, "wrong-password"), 429, "rate_limited")
+            assert_problem(_token_from(client, random_ip(), email, "wrong-password"), 401)
+        ceiling = _token_from(client, random_ip(), email, "wrong-password")
+        assert_problem(ceiling, 429, "rate_limited")
 
 
 def test_concurrent_wrong_guesses_are_counted_before_any_is_checked(
