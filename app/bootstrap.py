@@ -2,11 +2,9 @@
 
 import logging
 
-from pydantic import TypeAdapter, ValidationError
-
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.schemas import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, Email
+from app.core.schemas import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, canonical_email
 from app.core.security import PasswordHasher
 from app.users import service as user_service
 from app.users.exceptions import EmailTaken
@@ -15,19 +13,15 @@ from app.users.models import Role
 logger = logging.getLogger(__name__)
 
 
-_EMAIL = TypeAdapter(Email)
-
-
 def check_admin_credentials(email: str, password: str) -> str:
     """The normalised email, if email and password obey the rules sign-up enforces.
 
     Raises ValueError naming the problem: an admin made at start-up or from the command line
     must be able to sign in, and the sign-in form refuses what registration would.
     """
-    try:
-        normalised = _EMAIL.validate_python(email.strip())
-    except ValidationError as exc:
-        raise ValueError(f"not a valid email address: {email!r}") from exc
+    normalised = canonical_email(email)
+    if normalised is None:
+        raise ValueError(f"not a valid email address: {email!r}")
     if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
         raise ValueError(
             f"the password must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters long"

@@ -1,15 +1,21 @@
-"""`tasks-api`: serve the API, apply migrations, create an admin, export the OpenAPI document."""
+"""`tasks-api`: serve the API, apply migrations, create an admin, purge the trash, check stored
+emails, export the OpenAPI document."""
 
 import argparse
 import asyncio
 import getpass
 import os
 import sys
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from app.core.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from app.users.service import EmailNormalisation
 
 ROOT = Path(__file__).resolve().parent.parent
 # The committed API contract (tests/core/test_openapi.py compares it with the app's).
@@ -111,6 +117,44 @@ def purge_trash() -> None:
     print(f"purged {tasks} task(s) and {projects} project(s)")
 
 
+def check_emails(args: argparse.Namespace) -> None:
+    """List stored emails not in their canonical form; with --apply, rewrite those that can be.
+
+    Exits 1 while accounts collide (their canonical forms are one), so a script can wait for
+    an admin to change or delete all but one of each (PATCH or DELETE /api/v1/users/{id}).
+    """
+    from app.core.db import Database
+    from app.users.service import normalise_stored_emails
+
+    settings = _settings()
+
+    async def run() -> "EmailNormalisation[uuid.UUID]":
+        database = Database(settings)
+        try:
+            async with database.sessionmaker() as session:
+                plan = await normalise_stored_emails(session, apply=args.apply)
+                await session.commit()
+                return plan
+        finally:
+            await database.dispose()
+
+    plan = asyncio.run(run())
+    verb = "rewrote" if args.apply else "would rewrite"
+    for account_id, stored, canonical in plan.changes:
+        print(f"{verb} {stored!r} -> {canonical!r} (account {account_id})")
+    for account_id, stored in plan.unparsed:
+        print(f"not an address by today's rules, left as it is: {stored!r} (account {account_id})")
+    for canonical, accounts in plan.collisions.items():
+        sharing = ", ".join(f"{stored!r} (account {account_id})" for account_id, stored in accounts)
+        print(f"collision as {canonical!r}: {sharing}")
+    print(
+        f"{len(plan.changes)} to rewrite{' (done)' if args.apply else ''},"
+        f" {len(plan.collisions)} collision(s), {len(plan.unparsed)} unparsed"
+    )
+    if plan.collisions:
+        sys.exit(1)
+
+
 def export_openapi(args: argparse.Namespace) -> None:
     """Write the app's OpenAPI document (built from fixed settings, not this machine's)."""
     from app.core.openapi import openapi_json
@@ -145,6 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser(
         "purge-trash", help="delete what has been in the trash past TRASH_RETENTION_DAYS"
     )
+    emails_parser = commands.add_parser(
+        "check-emails",
+        help="list stored emails not in canonical form and the accounts that collide (exit 1)",
+    )
+    emails_parser.add_argument(
+        "--apply", action="store_true", help="rewrite every one that collides with no other"
+    )
 
     export_parser = commands.add_parser(
         "export-openapi", help="write the OpenAPI document (the committed openapi.json)"
@@ -165,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         purge_trash()
     elif args.command == "export-openapi":
         export_openapi(args)
+    elif args.command == "check-emails":
+        check_emails(args)
     else:
         create_admin(args)
 

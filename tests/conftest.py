@@ -28,7 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import all_models  # noqa: F401 - registers every table on the metadata
 from app.core.clock import Clock
-from app.core.config import Settings
+from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.main import create_app
 from tests.helpers import POSTGRES_ONLY_REASON
@@ -174,6 +174,26 @@ def make_app(database_url: str, housekeeping_engine: Engine) -> Iterator[Callabl
     for application in apps:
         application.dependency_overrides.clear()
     empty_all_tables(housekeeping_engine)
+
+
+@pytest.fixture
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, make_app: Callable[..., FastAPI]
+) -> Iterator[None]:
+    """The environment a shell would give `tasks-api`, on the test database."""
+    # make_app is requested so the tables are emptied after the test.
+    for name, value in {
+        "DATABASE_URL": database_url,
+        "ENVIRONMENT": "test",
+        "SECRET_KEY": "cli-test-secret-key-that-is-long-enough-0123456789",
+        "ARGON2_MEMORY_KIB": "1024",
+        "ARGON2_TIME_COST": "1",
+        "LOG_LEVEL": "WARNING",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture

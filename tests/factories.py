@@ -35,6 +35,11 @@ class SignedInUser:
         return {"Authorization": f"Bearer {self.access_token}"}
 
 
+def fullwidth(text: str) -> str:
+    """The text in fullwidth forms (U+FF01-FF5E), as some keyboards and input methods type it."""
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+
+
 def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
 

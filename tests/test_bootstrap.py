@@ -1,13 +1,12 @@
 """The first admin: from FIRST_ADMIN_* at start-up (once, never overwritten) or the CLI."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.cli import main
-from app.core.config import get_settings
 from tests.factories import API, bearer, register, sign_in
 from tests.helpers import assert_problem
 
@@ -83,28 +82,13 @@ def test_first_admin_settings_that_could_never_sign_in_stop_the_start(
 
 
 @pytest.fixture
-def cli_env(
-    monkeypatch: pytest.MonkeyPatch, database_url: str, make_app: Callable[..., FastAPI]
-) -> Iterator[None]:
-    """The environment a shell would give `tasks-api create-admin`, on the test database."""
-    # make_app is requested so the tables are emptied after the test.
-    for name, value in {
-        "DATABASE_URL": database_url,
-        "ENVIRONMENT": "test",
-        "SECRET_KEY": "cli-test-secret-key-that-is-long-enough-0123456789",
-        "ARGON2_MEMORY_KIB": "1024",
-        "ARGON2_TIME_COST": "1",
-        "LOG_LEVEL": "WARNING",
-        "ADMIN_PASSWORD": PASSWORD,
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def admin_cli_env(cli_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cli_env`, with the admin's password where `tasks-api create-admin` reads it."""
+    monkeypatch.setenv("ADMIN_PASSWORD", PASSWORD)
 
 
 def test_cli_creates_an_admin_once(
-    cli_env: None, make_app: Callable[..., FastAPI], capsys: pytest.CaptureFixture[str]
+    admin_cli_env: None, make_app: Callable[..., FastAPI], capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(["create-admin", "--email", EMAIL])
     assert capsys.readouterr().out.strip() == "admin created"
@@ -124,7 +108,7 @@ def test_cli_creates_an_admin_once(
     ],
 )
 def test_cli_refuses_bad_credentials(
-    cli_env: None,
+    admin_cli_env: None,
     monkeypatch: pytest.MonkeyPatch,
     make_app: Callable[..., FastAPI],
     email: str,

@@ -4,7 +4,6 @@ Plain functions over the request's session and the process's `AuthComponents`; t
 only parse, call and return.
 """
 
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +36,7 @@ from app.core.mail import Mail, Mailer
 from app.core.models import detached_instance, table_of, utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.core.rate_limit import RateLimiter
+from app.core.schemas import EMAIL_MAX_LENGTH, canonical_email, typed_email
 from app.core.security import (
     InvalidToken,
     PasswordHasher,
@@ -193,6 +193,17 @@ def _issue_pair(
     )
 
 
+async def _account_for_sign_in(session: AsyncSession, email: str, typed: str) -> User | None:
+    # The address as typed first: an account the stored-email migration left in its old form
+    # (its canonical form is another account's) signs in with exactly what it registered.
+    user = None
+    if len(typed) <= EMAIL_MAX_LENGTH:
+        user = await user_service.get_user_by_email(session, typed)
+    if user is None and email != typed and len(email) <= EMAIL_MAX_LENGTH:
+        user = await user_service.get_user_by_email(session, email)
+    return user
+
+
 async def sign_in(
     session: AsyncSession,
     auth: AuthComponents,
@@ -211,8 +222,10 @@ async def sign_in(
     never lock the owner out of their own address.
     """
     settings = auth.settings
-    # Stored emails are NFC (the email validator's normal form) and lower-cased.
-    email = unicodedata.normalize("NFC", email.strip()).lower()
+    # Found and counted by the form sign-up stores, so every spelling of an address (case,
+    # punycode, fullwidth letters) reaches its account and shares its budgets.
+    typed = typed_email(email)
+    email = canonical_email(email) or typed
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
     account_key = _login_account_key(settings, email, client)
     ceiling_key = _login_ceiling_key(settings, email)
@@ -220,7 +233,7 @@ async def sign_in(
     await _throttle_check(auth.limiter, [ip_key], window)
     await _throttle_hit(auth.limiter, [account_key, ceiling_key], window)
 
-    user = await user_service.get_user_by_email(session, email) if len(email) <= 254 else None
+    user = await _account_for_sign_in(session, email, typed)
     await end_read_only_transaction(session)
     ok, new_hash = await auth.hasher.verify_and_update(
         password, user.hashed_password if user else None

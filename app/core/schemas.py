@@ -1,5 +1,6 @@
 """Field types shared by every area's request and response models."""
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,6 +15,8 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     WithJsonSchema,
 )
 from sqlmodel import SQLModel
@@ -26,16 +29,43 @@ PASSWORD_MAX_LENGTH = 128
 
 
 def _lower(value: str) -> str:
-    return value.lower()
+    # Lower-casing can undo NFC (the validator's form) for a few letters; NFC again after.
+    return unicodedata.normalize("NFC", value.lower())
 
 
-# Emails compare case-insensitively: normalised to lower case on the way in.
+# The one form an email is stored and compared in: the validator's (local part NFC, domain
+# IDNA-decoded and UTS-46 mapped, so "xn--bcher-kva" and fullwidth letters read as typed
+# Unicode), then lower-cased, so addresses compare case-insensitively.
 Email = Annotated[
     EmailStr,
     StringConstraints(max_length=EMAIL_MAX_LENGTH),
     AfterValidator(_lower),
     Field(examples=["ada@example.com"]),
 ]
+
+_EMAIL = TypeAdapter(Email)
+
+
+def canonical_email(value: str) -> str | None:
+    """The form sign-up stores this address in; None if it is not an address sign-up takes.
+
+    Every path that finds an account by a typed email (sign-in, recovery, the admin made at
+    start-up, the stored-email migration and its check) goes through this function.
+    """
+    try:
+        return _EMAIL.validate_python(value.strip())
+    except ValidationError:
+        return None
+
+
+def typed_email(value: str) -> str:
+    """The form accounts stored before `canonical_email` existed: NFC, lower-cased.
+
+    Accounts whose canonical form clashes with another's keep this form until an admin
+    resolves them (`tasks-api check-emails`), and can still sign in as they typed it.
+    """
+    return unicodedata.normalize("NFC", value.strip()).lower()
+
 
 # Measured in characters (code points); argon2 hashes every byte, so none is dropped.
 Password = Annotated[

@@ -1,16 +1,20 @@
 """Queries and rules for users: plain functions, session first, keyword-only after."""
 
+import dataclasses
 import uuid
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.db.errors import is_unique_violation
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.core.schemas import canonical_email
 from app.core.security import PasswordHasher
 from app.core.sql import LIKE_ESCAPE, contains_pattern
 from app.users.exceptions import EmailTaken, LastAdmin, UserNotFound
@@ -212,3 +216,56 @@ async def list_users(
         key_of=lambda user: [user.created_at, user.id],
         to_item=lambda user: UserPublic.model_validate(user, from_attributes=True),
     )
+
+
+AccountId = TypeVar("AccountId", bound=Hashable)
+
+
+@dataclass
+class EmailNormalisation(Generic[AccountId]):
+    """What bringing stored emails to their canonical form would do.
+
+    `changes` are (account, stored, canonical) that can be rewritten; `collisions` map a
+    canonical form to the accounts (id, stored) that share it, which keep their stored forms
+    until an admin changes or deletes all but one; `unparsed` are stored emails the address
+    rules no longer accept (kept as they are).
+    """
+
+    changes: list[tuple[AccountId, str, str]] = dataclasses.field(default_factory=list)
+    collisions: dict[str, list[tuple[AccountId, str]]] = dataclasses.field(default_factory=dict)
+    unparsed: list[tuple[AccountId, str]] = dataclasses.field(default_factory=list)
+
+
+def plan_email_normalisation(
+    accounts: Iterable[tuple[AccountId, str]],
+) -> EmailNormalisation[AccountId]:
+    """The rewrite of every stored email to `canonical_email`'s form, and its collisions."""
+    plan: EmailNormalisation[AccountId] = EmailNormalisation()
+    by_form: dict[str, list[tuple[AccountId, str]]] = defaultdict(list)
+    for account_id, stored in accounts:
+        canonical = canonical_email(stored)
+        if canonical is None:
+            plan.unparsed.append((account_id, stored))
+            canonical = stored
+        by_form[canonical].append((account_id, stored))
+    for canonical, sharing in by_form.items():
+        if len(sharing) > 1:
+            plan.collisions[canonical] = sorted(sharing, key=lambda account: account[1])
+        elif sharing[0][1] != canonical:
+            plan.changes.append((sharing[0][0], sharing[0][1], canonical))
+    return plan
+
+
+async def normalise_stored_emails(
+    session: AsyncSession, *, apply: bool
+) -> EmailNormalisation[uuid.UUID]:
+    """Plan (and with `apply`, carry out) the rewrite of stored emails; see the migration
+    that did it first (20261204_b4e2f6a8c1d3)."""
+    rows = await session.exec(select(User.id, User.email).with_for_update())
+    plan = plan_email_normalisation((account_id, email) for account_id, email in rows.all())
+    if apply:
+        for account_id, _, canonical in plan.changes:
+            await session.exec(
+                update(User).where(col(User.id) == account_id).values(email=canonical)
+            )
+    return plan

@@ -27,6 +27,7 @@ from tests.factories import (
     API,
     DEFAULT_PASSWORD,
     bearer,
+    fullwidth,
     new_user,
     register,
     sign_in,
@@ -172,6 +173,55 @@ def test_token_email_is_case_insensitive_and_trimmed(client: TestClient) -> None
     tokens = sign_in(client, f"  {user['email'].upper()} ", DEFAULT_PASSWORD)
     me = client.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
     assert me.json()["email"] == user["email"]
+
+
+def _spellings(local: str) -> dict[str, str]:
+    """One address in the spellings people type, each with the form sign-up stores."""
+    return {
+        f"{local}@xn--bcher-kva.example": f"{local}@bücher.example",  # punycode domain
+        f"{local}@{fullwidth('example.com')}": f"{local}@example.com",  # fullwidth domain
+        f"{local.upper()}@BÜCHER.EXAMPLE": f"{local}@bücher.example",
+        f"{local}@bu\u0308cher.example": f"{local}@bücher.example",  # decomposed umlaut
+    }
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_sign_in_finds_the_account_by_every_spelling_sign_up_accepts(
+    client: TestClient, index: int
+) -> None:
+    """Sign-in normalises exactly as sign-up: an address registered with a punycode or
+    fullwidth domain signs in as typed, and in every other spelling of the same address."""
+    local = f"ada-{uuid.uuid4().hex[:8]}"
+    spellings = _spellings(local)
+    typed, stored = list(spellings.items())[index]
+    user = register(client, email=typed)
+    assert user["email"] == stored
+    for spelling, form in spellings.items():
+        if form == stored:
+            tokens = sign_in(client, spelling, DEFAULT_PASSWORD)
+            me = client.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
+            assert me.json()["id"] == user["id"], spelling
+
+
+def test_every_spelling_of_an_address_spends_one_sign_in_budget(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    """Guesses cannot dodge the account's budget by respelling its address."""
+    with TestClient(make_app(LOGIN_MAX_FAILURES_PER_ACCOUNT=3)) as client:
+        local = f"ada-{uuid.uuid4().hex[:8]}"
+        register(client, email=f"{local}@bücher.example")
+        respelt = [typed for typed, form in _spellings(local).items() if "bücher" in form]
+        assert len(respelt) == 3
+        for spelling in respelt:
+            wrong = client.post(
+                f"{API}/auth/token", data={"username": spelling, "password": "wrong-pass"}
+            )
+            assert_problem(wrong, 401, "invalid_credentials")
+        blocked = client.post(
+            f"{API}/auth/token",
+            data={"username": f"{local}@bücher.example", "password": DEFAULT_PASSWORD},
+        )
+        assert_problem(blocked, 429, "rate_limited")
 
 
 def test_unknown_email_and_wrong_password_get_the_same_401(client: TestClient) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, inspect
 from sqlmodel import SQLModel
 
 from tests.conftest import alembic_config, new_database_url, settings_for, sync_url
+from tests.factories import fullwidth
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,3 +152,51 @@ def test_duplicate_live_positions_are_separated_before_the_unique_index(
         engine.dispose()
     assert [title for title, _ in ordered] == ["c1", "c2", "c3", "c5", "c4"]
     assert len({key for _, key in ordered}) == len(rows)
+
+
+def test_stored_emails_are_brought_to_the_canonical_form_and_collisions_reported(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The migration that makes sign-in and sign-up agree rewrites each stored spelling to
+    the form sign-up stores, and leaves accounts that would then share one, with a warning."""
+    from sqlalchemy import text
+
+    config = alembic_config(settings_for(empty_database))
+    command.upgrade(config, "e9a4c6d1f3b7")
+    engine = create_engine(sync_url(empty_database))
+    stored = {
+        "01900000-0000-7000-8000-0000000000a1": "ada@xn--bcher-kva.example",
+        "01900000-0000-7000-8000-0000000000a2": "bob@xn--bcher-kva.example",
+        "01900000-0000-7000-8000-0000000000a3": "bob@bücher.example",
+        "01900000-0000-7000-8000-0000000000a4": f"carol@{fullwidth('example')}.com",
+        "01900000-0000-7000-8000-0000000000a5": "dan@example.com",
+    }
+    try:
+        with engine.begin() as connection:
+            is_pg = connection.dialect.name == "postgresql"
+            for account_id, email in stored.items():
+                connection.execute(
+                    text(
+                        'INSERT INTO "user" (id, email, hashed_password, is_active, role,'
+                        " created_at, updated_at) VALUES (:id, :email, 'x', true, 'user',"
+                        " '2026-01-01 00:00:00+00:00', '2026-01-01 00:00:00+00:00')"
+                    ),
+                    {"id": account_id if is_pg else account_id.replace("-", ""), "email": email},
+                )
+        with caplog.at_level("WARNING", logger="alembic.runtime.migration"):
+            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            emails = {row.email for row in connection.execute(text('SELECT email FROM "user"'))}
+    finally:
+        engine.dispose()
+    assert emails == {
+        "ada@bücher.example",
+        "bob@xn--bcher-kva.example",
+        "bob@bücher.example",
+        "carol@example.com",
+        "dan@example.com",
+    }
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "'bob@bücher.example'" in warnings[0]
+    assert "'bob@xn--bcher-kva.example'" in warnings[0]

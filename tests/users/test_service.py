@@ -22,6 +22,7 @@ from app.users import service
 from app.users.exceptions import EmailTaken, LastAdmin, UserNotFound, WrongPassword
 from app.users.models import Role, User
 from app.users.schemas import UserCreate, UserUpdate, UserUpdateMe
+from tests.factories import fullwidth
 
 pytestmark = pytest.mark.anyio
 
@@ -220,3 +221,51 @@ async def test_admin_update_user_signs_out_on_a_new_password_or_deactivation_onl
     deactivated = UserUpdate(is_active=False)
     await service.admin_update_user(db_session, auth.hasher, user=user, data=deactivated)
     assert (user.is_active, await _open_session_count(db_session, user)) == (False, 0)
+
+
+# --- stored emails to canonical form (the migration and `tasks-api check-emails`) ----------
+
+
+def test_email_plan_rewrites_lone_spellings_and_leaves_collisions_and_unparsed() -> None:
+    plan = service.plan_email_normalisation(
+        [
+            (1, "ada@xn--bcher-kva.example"),
+            (2, "bob@xn--bcher-kva.example"),
+            (3, "bob@bücher.example"),
+            (4, "carol@example.com"),
+            (5, "not an address"),
+            (6, f"dan@{fullwidth('example')}.com"),
+        ]
+    )
+    assert plan.changes == [
+        (1, "ada@xn--bcher-kva.example", "ada@bücher.example"),
+        (6, f"dan@{fullwidth('example')}.com", "dan@example.com"),
+    ]
+    assert plan.collisions == {
+        "bob@bücher.example": [(3, "bob@bücher.example"), (2, "bob@xn--bcher-kva.example")]
+    }
+    assert plan.unparsed == [(5, "not an address")]
+
+
+def test_email_plan_of_canonical_emails_is_empty() -> None:
+    plan = service.plan_email_normalisation([(1, "ada@example.com"), (2, "käthe@bücher.example")])
+    assert (plan.changes, plan.collisions, plan.unparsed) == ([], {}, [])
+
+
+async def test_normalising_stored_emails_applies_only_when_asked(db_session: AsyncSession) -> None:
+    lone = await service.create_user(
+        db_session, email="lone@xn--bcher-kva.example", hashed_password="x"
+    )
+    lone_id = lone.id
+    await db_session.commit()
+    planned = await service.normalise_stored_emails(db_session, apply=False)
+    assert planned.changes == [(lone_id, "lone@xn--bcher-kva.example", "lone@bücher.example")]
+    await db_session.commit()
+    db_session.expire_all()
+    assert (await service.get_user(db_session, lone_id)).email == "lone@xn--bcher-kva.example"
+
+    await service.normalise_stored_emails(db_session, apply=True)
+    await db_session.commit()
+    db_session.expire_all()
+    assert (await service.get_user(db_session, lone_id)).email == "lone@bücher.example"
+    assert (await service.normalise_stored_emails(db_session, apply=False)).changes == []
