@@ -266,6 +266,8 @@ def uvicorn_argv(app: str, port: int, workers: int = 1) -> list[str]:
         "--workers",
         str(workers),
         "--no-access-log",
+        # The app decides client addresses itself (FORWARDED_ALLOW_IPS), never Uvicorn.
+        "--no-proxy-headers",
         "--log-level",
         "warning",
         "--loop",

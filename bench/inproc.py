@@ -15,6 +15,7 @@ replacement for `bench/run.py`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import subprocess
@@ -41,7 +42,8 @@ def _environment(database_url: str) -> dict[str, str]:
         "DOCS_ENABLED": "false",
         "MAIL_BACKEND": "console",
         "PASSWORD_RECOVERY_ENABLED": "false",
-        "LOG_LEVEL": "WARNING",
+        # Production's level: every request writes its access line (to a file, below).
+        "LOG_LEVEL": "INFO",
     }
 
 
@@ -51,6 +53,9 @@ async def _run(args: argparse.Namespace) -> None:
     from app.main import create_app
 
     app = create_app()
+    # The client's own request log is not the app's cost.
+    for name in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -171,10 +176,18 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated: list,read_one,...")
     parser.add_argument("--profile", action="store_true", help="pyinstrument each path")
     parser.add_argument("--cprofile", action="store_true", help="cProfile each path (flat)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the app (repeatable), e.g. --set LOG_LEVEL=WARNING for logs off",
+    )
     args = parser.parse_args()
 
     def go(database_url: str) -> None:
         env = _environment(database_url)
+        env.update(item.split("=", 1) for item in args.set)
         subprocess.run(
             [PYTHON, "-m", "app.cli", "migrate"],
             cwd=ROOT,
@@ -183,6 +196,11 @@ def main() -> None:
             capture_output=True,
         )
         os.environ.update(env)
+        # The app's log lines are written, as in production, but to a file, not the terminal.
+        log = ROOT / "bench" / "results" / "inproc-app.log"
+        log.parent.mkdir(exist_ok=True)
+        with log.open("w") as stream:
+            os.dup2(stream.fileno(), 2)
         import uvloop
 
         uvloop.run(_run(args))

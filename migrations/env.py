@@ -1,10 +1,17 @@
-"""Alembic environment: URL from the settings, metadata from every model, async engine."""
+"""Alembic environment: URL from the settings, metadata from every model, async engine.
+
+On PostgreSQL every run holds an advisory lock for its whole length, so instances started
+together (each `tasks-api serve` migrates first) take turns: the second finds the schema at
+head and does nothing.
+"""
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
@@ -17,6 +24,9 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = SQLModel.metadata
+# The advisory lock key of migrations ("task" in ASCII): the same in every instance and used
+# for nothing else (tests/test_cli.py holds it to show a migration waits).
+MIGRATION_LOCK_KEY = 0x7461736B
 
 
 def _settings() -> Settings:
@@ -47,10 +57,34 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """Hold the migrations' advisory lock (PostgreSQL; SQLite has one writer at a time anyway).
+
+    A session lock, not a transaction's: it outlives a migration that commits on its own
+    (`autocommit_block`), and closing the connection releases it if the process dies.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    external = connection.in_transaction()  # a caller's connection: its transaction is its own
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    if not external:
+        connection.commit()
+    try:
+        yield
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        if not external:
+            connection.commit()
+
+
 def _run_sync(connection: Connection) -> None:
-    _configure(connection=connection)
-    with context.begin_transaction():
-        context.run_migrations()
+    with _migration_lock(connection):
+        # Configured once the lock is held, so alembic sees no transaction of ours.
+        _configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 async def run_migrations_online() -> None:

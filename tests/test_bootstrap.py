@@ -5,8 +5,9 @@ from collections.abc import Callable
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
-from app.cli import main
+from app.cli import cli
 from tests.factories import API, bearer, register, sign_in
 from tests.helpers import assert_problem
 
@@ -87,13 +88,12 @@ def admin_cli_env(cli_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADMIN_PASSWORD", PASSWORD)
 
 
-def test_cli_creates_an_admin_once(
-    admin_cli_env: None, make_app: Callable[..., FastAPI], capsys: pytest.CaptureFixture[str]
-) -> None:
-    main(["create-admin", "--email", EMAIL])
-    assert capsys.readouterr().out.strip() == "admin created"
-    main(["create-admin", "--email", EMAIL.lower()])
-    assert "left unchanged" in capsys.readouterr().out
+def test_cli_creates_an_admin_once(admin_cli_env: None, make_app: Callable[..., FastAPI]) -> None:
+    created = CliRunner().invoke(cli, ["create-admin", "--email", EMAIL])
+    assert (created.exit_code, created.stdout.strip()) == (0, "admin created")
+    again = CliRunner().invoke(cli, ["create-admin", "--email", EMAIL.lower()])
+    assert again.exit_code == 0
+    assert "left unchanged" in again.stdout
     with TestClient(make_app()) as client:
         me = _me(client, EMAIL, PASSWORD)
     assert (me["email"], me["role"]) == (EMAIL.lower(), "admin")
@@ -116,9 +116,9 @@ def test_cli_refuses_bad_credentials(
     message: str,
 ) -> None:
     monkeypatch.setenv("ADMIN_PASSWORD", password)
-    with pytest.raises(SystemExit) as exited:
-        main(["create-admin", "--email", email])
-    assert message in str(exited.value.code)
+    refused = CliRunner().invoke(cli, ["create-admin", "--email", email])
+    assert refused.exit_code == 2  # a usage error: nothing was written
+    assert message in refused.stderr
     with TestClient(make_app()) as client:
         refused = client.post(f"{API}/auth/token", data={"username": email, "password": password})
     assert refused.status_code in {401, 422}

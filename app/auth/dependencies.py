@@ -15,6 +15,7 @@ from app.auth.schemas import TOKEN_MAX_LENGTH
 from app.auth.service import AuthComponents, ClientInfo, Principal
 from app.core.db import SessionDep
 from app.core.errors import Forbidden
+from app.core.middleware import USER_ID_SCOPE_KEY
 from app.core.schemas import EMAIL_MAX_LENGTH, PASSWORD_MAX_LENGTH
 from app.users.models import Role, User
 from app.users.schemas import NO_CONTROL_CHARACTERS
@@ -85,13 +86,18 @@ async def get_client(request: Request) -> ClientInfo:
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 
-async def get_principal(session: SessionDep, auth: AuthDep, token: BearerToken) -> Principal:
+async def get_principal(
+    request: Request, session: SessionDep, auth: AuthDep, token: BearerToken
+) -> Principal:
     """The user and sign-in session behind the bearer token; 401 if there is none."""
     if not token:
         raise NotAuthenticated()
     if len(token) > TOKEN_MAX_LENGTH:
         raise InvalidTokenError()
-    return await service.authenticate(session, auth, token)
+    principal = await service.authenticate(session, auth, token)
+    # Named in the request's access line.
+    request.scope[USER_ID_SCOPE_KEY] = principal.user.id
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

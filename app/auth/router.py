@@ -1,10 +1,11 @@
-"""Sign-up, sign-in (OAuth2 password flow), refresh, sign-out, sessions, password recovery."""
+"""Sign-up, address confirmation, sign-in (OAuth2 password flow), refresh, sign-out,
+sessions, password recovery."""
 
 import uuid
 
 from fastapi import BackgroundTasks, Response, status
 
-from app.auth import service
+from app.auth import service, verification
 from app.auth.dependencies import ActivePrincipal, AuthDep, ClientDep, PasswordFormDep
 from app.auth.schemas import (
     Accepted,
@@ -13,6 +14,8 @@ from app.auth.schemas import (
     RefreshRequestBody,
     SessionPublic,
     TokenPair,
+    VerifyRequestBody,
+    VerifyResendRequestBody,
 )
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
@@ -20,7 +23,7 @@ from app.core.pagination import CursorCodecDep, Page, PageParamsDep
 from app.core.rate_limit import rate_limited
 from app.core.routing import AppRouter
 from app.core.schemas import examples
-from app.users.schemas import UserPublic, UserRegisterBody
+from app.users.schemas import UserRegisterBody
 
 router = AppRouter(prefix="/auth", tags=["auth"])
 
@@ -47,17 +50,63 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 @router.post(
     "/register",
     summary="Create an account",
-    status_code=status.HTTP_201_CREATED,
-    response_model=UserPublic,
-    responses=problem_responses(409, 429),
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=problem_responses(429),
     openapi_extra=rate_limited(service.REGISTER_POLICY),
 )
 async def register(
-    data: UserRegisterBody, session: SessionDep, auth: AuthDep, client: ClientDep
-) -> UserPublic:
-    """Create a user account with the `user` role; sign in afterwards with `/auth/token`."""
-    user = await service.register(session, auth, data=data, client=client)
-    return UserPublic.model_validate(user, from_attributes=True)
+    data: UserRegisterBody,
+    session: SessionDep,
+    auth: AuthDep,
+    client: ClientDep,
+    background: BackgroundTasks,
+) -> Accepted:
+    """Sign up; the answer is the same whether or not the address has an account.
+
+    A mail says what next: sign in with `/auth/token` (an account that has not confirmed its
+    address yet may, and uses its own data), and confirm the address with the mailed link
+    (`/auth/verify`) when the service asks for confirmation.
+    """
+    signed_up = await verification.register(session, auth, data=data, client=client)
+    # After the response: the time to talk to a mail server must not reveal the account.
+    background.add_task(service.send_mail, auth.mailer, signed_up.mail)
+    return Accepted(detail=verification.SIGN_UP_ACCEPTED)
+
+
+@router.post(
+    "/verify",
+    summary="Confirm an email address",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(400, 409),
+)
+async def verify_email(data: VerifyRequestBody, session: SessionDep, auth: AuthDep) -> None:
+    """Confirm the address a mailed token was sent to; a pending new email takes effect."""
+    await verification.verify_email(session, auth, token=data.token)
+
+
+@router.post(
+    "/verify/resend",
+    summary="Ask for a new confirmation link",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=problem_responses(429),
+    openapi_extra=rate_limited(verification.VERIFY_RESEND_POLICY),
+)
+async def resend_verification(
+    data: VerifyResendRequestBody,
+    session: SessionDep,
+    auth: AuthDep,
+    client: ClientDep,
+    background: BackgroundTasks,
+) -> Accepted:
+    """Mail a new confirmation link; the answer is the same whether the address has one due."""
+    mail = await verification.request_verification(
+        session, auth, email=data.email, client=client
+    )
+    if mail is not None:
+        background.add_task(service.send_mail, auth.mailer, mail)
+    return Accepted(detail=verification.RESEND_ACCEPTED)
 
 
 @router.post(

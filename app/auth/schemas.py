@@ -45,6 +45,14 @@ class PasswordResetRequest(InputModel):
     new_password: Password
 
 
+class VerifyRequest(InputModel):
+    token: str = Field(min_length=1, max_length=TOKEN_MAX_LENGTH)
+
+
+class VerifyResendRequest(InputModel):
+    email: Email
+
+
 RefreshRequestBody = Annotated[
     RefreshRequest,
     Body(
@@ -73,6 +81,18 @@ PasswordResetRequestBody = Annotated[
             )
         )
     ),
+]
+VerifyRequestBody = Annotated[
+    VerifyRequest,
+    Body(
+        openapi_examples=examples(
+            confirm=("The mailed token", {"token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."})
+        )
+    ),
+]
+VerifyResendRequestBody = Annotated[
+    VerifyResendRequest,
+    Body(openapi_examples=examples(resend=("My email", {"email": "ada@example.com"}))),
 ]
 
 

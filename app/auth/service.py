@@ -29,6 +29,7 @@ from app.auth.exceptions import (
 )
 from app.auth.models import USER_AGENT_MAX_LENGTH, AuthSession
 from app.auth.schemas import SessionPublic, TokenPair
+from app.core import metrics
 from app.core.config import Settings
 from app.core.db import end_read_only_transaction
 from app.core.errors import TooManyRequests
@@ -105,23 +106,29 @@ class Budget(NamedTuple):
     key: str
     limit: int
     policy: str | None = None
+    # Which budget it is, for the throttle-hit metric (app.core.metrics.THROTTLE_KINDS).
+    kind: str = "other"
 
 
 async def _throttle_check(limiter: RateLimiter, budgets: list[Budget], window: int) -> None:
     # Every budget is read (so each public one is announced) before the first spent one says no.
     decisions = [
-        await limiter.check(key, limit=limit, window_seconds=window, policy=policy)
-        for key, limit, policy in budgets
+        await limiter.check(
+            budget.key, limit=budget.limit, window_seconds=window, policy=budget.policy
+        )
+        for budget in budgets
     ]
-    for decision in decisions:
+    for budget, decision in zip(budgets, decisions, strict=True):
         if not decision.allowed:
+            metrics.count_throttle_hit(budget.kind)
             raise TooManyRequests(decision.retry_after)
 
 
 async def _throttle_hit(limiter: RateLimiter, budgets: list[Budget], window: int) -> None:
-    for key, limit, policy in budgets:
+    for key, limit, policy, kind in budgets:
         decision = await limiter.hit(key, limit=limit, window_seconds=window, policy=policy)
         if not decision.allowed:
+            metrics.count_throttle_hit(kind)
             raise TooManyRequests(decision.retry_after)
 
 
@@ -133,12 +140,18 @@ def _printable(text: str) -> str:
 
 def _login_account_key(settings: Settings, email: str, client: ClientInfo) -> Budget:
     # The strict budget: one account from one client address.
-    return Budget(f"login:account:{email}:ip:{client.ip}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
+    return Budget(
+        f"login:account:{email}:ip:{client.ip}",
+        settings.LOGIN_MAX_FAILURES_PER_ACCOUNT,
+        kind="login_pair",
+    )
 
 
 def _login_ceiling_key(settings: Settings, email: str) -> Budget:
     # The account-wide ceiling, whatever the address: guessing spread over many addresses.
-    return Budget(f"login:account:{email}", settings.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT)
+    return Budget(
+        f"login:account:{email}", settings.LOGIN_MAX_ATTEMPTS_PER_ACCOUNT, kind="login_ceiling"
+    )
 
 
 def ensure_password_not_email(password: str, email: str) -> None:
@@ -154,7 +167,14 @@ async def register(
     settings = auth.settings
     await _throttle_hit(
         auth.limiter,
-        [Budget(f"register:ip:{client.ip}", settings.REGISTER_MAX_PER_IP, REGISTER_POLICY)],
+        [
+            Budget(
+                f"register:ip:{client.ip}",
+                settings.REGISTER_MAX_PER_IP,
+                REGISTER_POLICY,
+                kind="register_ip",
+            )
+        ],
         settings.REGISTER_WINDOW_SECONDS,
     )
     hashed = await auth.hasher.hash(data.password)
@@ -229,7 +249,9 @@ async def sign_in(
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
     account_key = _login_account_key(settings, email, client)
     ceiling_key = _login_ceiling_key(settings, email)
-    ip_key = Budget(f"login:ip:{client.ip}", settings.LOGIN_MAX_FAILURES_PER_IP, SIGN_IN_POLICY)
+    ip_key = Budget(
+        f"login:ip:{client.ip}", settings.LOGIN_MAX_FAILURES_PER_IP, SIGN_IN_POLICY, "login_ip"
+    )
     await _throttle_check(auth.limiter, [ip_key], window)
     await _throttle_hit(auth.limiter, [account_key, ceiling_key], window)
 
@@ -242,6 +264,8 @@ async def sign_in(
         await auth.limiter.hit(
             ip_key.key, limit=ip_key.limit, window_seconds=window, policy=ip_key.policy
         )
+        reason = "unknown_account" if user is None else "wrong_password" if not ok else "inactive"
+        metrics.count_sign_in_failure(reason)
         raise InvalidCredentials()
     await auth.limiter.clear(account_key.key, limit=account_key.limit, window_seconds=window)
     # The ceiling counts failures (and attempts in flight): a success is taken back.
@@ -504,7 +528,9 @@ async def confirm_password(
     settings = auth.settings
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
     # Only the holder of a valid token for this account can spend this budget.
-    account_key = Budget(f"confirm:account:{user.email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT)
+    account_key = Budget(
+        f"confirm:account:{user.email}", settings.LOGIN_MAX_FAILURES_PER_ACCOUNT, kind="confirm"
+    )
     await _throttle_check(auth.limiter, [account_key], window)
     if not await auth.hasher.verify(password, user.hashed_password):
         # Undo this request's writes first (authenticate may have touched last_used_at): on
@@ -546,10 +572,23 @@ async def request_password_reset(
     await _throttle_hit(
         auth.limiter,
         [
-            Budget(f"recovery:ip:{client.ip}", settings.RECOVERY_MAX_PER_IP, RECOVERY_POLICY),
+            Budget(
+                f"recovery:ip:{client.ip}",
+                settings.RECOVERY_MAX_PER_IP,
+                RECOVERY_POLICY,
+                kind="recovery_ip",
+            ),
             # Per email and address: requests from elsewhere never block the owner's reset.
-            Budget(f"recovery:email:{email}:ip:{client.ip}", settings.RECOVERY_MAX_PER_EMAIL),
-            Budget(f"recovery:email:{email}", settings.RECOVERY_MAX_PER_EMAIL_ALL_ADDRESSES),
+            Budget(
+                f"recovery:email:{email}:ip:{client.ip}",
+                settings.RECOVERY_MAX_PER_EMAIL,
+                kind="recovery_email_ip",
+            ),
+            Budget(
+                f"recovery:email:{email}",
+                settings.RECOVERY_MAX_PER_EMAIL_ALL_ADDRESSES,
+                kind="recovery_email",
+            ),
         ],
         settings.RECOVERY_WINDOW_SECONDS,
     )

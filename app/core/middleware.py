@@ -2,6 +2,8 @@
 the answer to an unexpected error."""
 
 import re
+import time
+from typing import Any
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
@@ -208,3 +210,98 @@ class PrivateCacheMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_private)
+
+
+# Where a request's facts for its access line are left by the code that learns them (the
+# principal dependency writes the user id), in the ASGI scope every layer shares.
+USER_ID_SCOPE_KEY = "tasks_api.user_id"
+HEAD_SCOPE_KEY = "tasks_api.head"
+# The route of a request no route matched: never the raw path, which may hold ids or junk.
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (`/api/v1/tasks/{task_id}`), once routing is done.
+
+    FastAPI leaves the route as declared in its router (`/tasks/{task_id}`) in
+    `scope["route"]`, and the included route, prefix and all, in its own part of the scope;
+    tests/core/test_logging.py fails if that ever moves.
+    """
+    fastapi_scope = scope.get("fastapi")
+    if isinstance(fastapi_scope, dict):
+        included = fastapi_scope.get("effective_route_context")
+        template = getattr(included, "path_format", None)
+        if isinstance(template, str):
+            return template
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+class AccessLogMiddleware:
+    """Write one line per request once it is answered: method, route template, status,
+    duration, user, client address (as the trusted-proxy rules resolved it), response size.
+
+    Inside the request-id middleware, so the line carries the request's id, and outside
+    everything else, so an error answered by any layer is logged with its status.
+    """
+
+    def __init__(self, app: ASGIApp, *, logger: Any) -> None:
+        self.app = app
+        self.logger = logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: an error raised past every handler
+        size = 0
+
+        async def send_counting(message: Message) -> None:
+            nonlocal status, size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counting)
+        finally:
+            client = scope.get("client")
+            user_id = scope.get(USER_ID_SCOPE_KEY)
+            self.logger.info(
+                "request",
+                method="HEAD" if scope.get(HEAD_SCOPE_KEY) else scope["method"],
+                route=route_template(scope),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                user_id=str(user_id) if user_id is not None else None,
+                client=client[0] if client else None,
+                bytes=size,
+            )
+
+
+class HeadAsGetMiddleware:
+    """Answer HEAD wherever GET is answered: as that GET, without its body.
+
+    Load balancers probe with HEAD. Done here rather than as routes of their own, which would
+    add an operation (and a duplicate operation id) per GET to the OpenAPI document. The
+    server keeps seeing HEAD (it omits the body too); the app sees GET.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET", HEAD_SCOPE_KEY: True}, receive, send_headers_only)

@@ -149,7 +149,9 @@ def _single_resource(response: dict[str, Any], components: dict[str, Any]) -> bo
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})
     ref = schema.get("$ref", "")
     component = components.get(ref.rsplit("/", 1)[-1], {}) if ref else {}
-    return "version" in component.get("properties", {})
+    # A row's integer version (the index's release string is not one).
+    version = component.get("properties", {}).get("version", {})
+    return bool(version.get("type") == "integer")
 
 
 def document_responses(operation: dict[str, Any], components: dict[str, Any]) -> None:

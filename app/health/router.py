@@ -2,9 +2,11 @@
 
 import logging
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
+from app.core.config import SettingsDep
 from app.core.db import DatabaseDep
 from app.core.errors import problem_response, problem_responses
 from app.core.routing import AppRouter
@@ -12,6 +14,8 @@ from app.core.routing import AppRouter
 logger = logging.getLogger(__name__)
 
 router = AppRouter(prefix="/health", tags=["health"])
+# The root: what a newcomer (or a script) finds first.
+index_router = AppRouter(tags=["health"])
 
 
 class HealthStatus(BaseModel):
@@ -45,3 +49,52 @@ async def ready(database: DatabaseDep) -> HealthStatus | JSONResponse:
             503, "database_unavailable", f"The database is unreachable ({type(exc).__name__})."
         )
     return HealthStatus(status="ok")
+
+
+class IndexLinks(BaseModel):
+    api: str
+    docs: str | None
+    openapi: str | None
+    live: str
+    ready: str
+
+
+class ApiIndex(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "name": "Tasks API",
+                "version": "1.0.0",
+                "links": {
+                    "api": "/api/v1",
+                    "docs": "/docs",
+                    "openapi": "/openapi.json",
+                    "live": "/health/live",
+                    "ready": "/health/ready",
+                },
+            }
+        },
+        json_schema_serialization_defaults_required=True,
+    )
+
+    name: str
+    version: str
+    links: IndexLinks
+
+
+@index_router.get("/", summary="API index", response_model=ApiIndex)
+async def index(request: Request, settings: SettingsDep) -> ApiIndex:
+    """Name the service and link its API, documentation and probes (docs links are null
+    where the docs are off, as in production by default)."""
+    docs = settings.docs_enabled
+    return ApiIndex(
+        name=settings.PROJECT_NAME,
+        version=request.app.version,
+        links=IndexLinks(
+            api="/api/v1",
+            docs="/docs" if docs else None,
+            openapi="/openapi.json" if docs else None,
+            live="/health/live",
+            ready="/health/ready",
+        ),
+    )

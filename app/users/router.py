@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import Query, status
+from fastapi import BackgroundTasks, Query, status
 
 from app.auth import service as auth_service
 from app.auth.dependencies import ActivePrincipal, ActiveUser, AdminUser, AuthDep
@@ -52,15 +52,24 @@ async def read_me(user: ActiveUser) -> UserPublic:
     responses=problem_responses(400, 401, 409, 429),
 )
 async def update_me(
-    data: UserUpdateMeBody, principal: ActivePrincipal, session: SessionDep, auth: AuthDep
+    data: UserUpdateMeBody,
+    principal: ActivePrincipal,
+    session: SessionDep,
+    auth: AuthDep,
+    background: BackgroundTasks,
 ) -> UserPublic:
     """Change the caller's name or email (with `current_password`); only fields sent change.
 
-    A new email signs out every other session of the account (this one stays)."""
-    user = await service.update_own_account(
+    When the service confirms addresses, a new email shows in `pending_email` until the link
+    mailed to it is used (`/auth/verify`); then, or at once when it does not, it replaces
+    `email` and every other session of the account is signed out. The old address is told.
+    """
+    updated = await service.update_own_account(
         session, auth, user=principal.user, data=data, session_id=principal.session_id
     )
-    return _public(user)
+    for mail in updated.mails:
+        background.add_task(auth_service.send_mail, auth.mailer, mail)
+    return _public(updated.user)
 
 
 @router.delete(
@@ -133,8 +142,12 @@ async def list_users(
 async def create_user(
     data: UserCreateBody, _admin: AdminUser, session: SessionDep, auth: AuthDep
 ) -> UserPublic:
-    """Create an account with any role."""
-    return _public(await service.admin_create_user(session, auth.hasher, data=data))
+    """Create an account with any role (its address unconfirmed when the service confirms
+    addresses; PATCH `email_verified` vouches for it)."""
+    verified = not auth.settings.email_verification_enabled
+    return _public(
+        await service.admin_create_user(session, auth.hasher, data=data, email_verified=verified)
+    )
 
 
 @router.get(
@@ -157,8 +170,19 @@ async def read_user(user: AdministeredUser) -> UserPublic:
 async def update_user(
     data: UserUpdateBody, user: AdministeredUser, session: SessionDep, auth: AuthDep
 ) -> UserPublic:
-    """Change any field of an account; deactivating it or setting its password signs it out."""
-    return _public(await service.admin_update_user(session, auth.hasher, user=user, data=data))
+    """Change any field of an account; deactivating it or setting its password signs it out.
+
+    A new email takes effect at once; when the service confirms addresses it counts as
+    unconfirmed unless `email_verified` is sent with it."""
+    return _public(
+        await service.admin_update_user(
+            session,
+            auth.hasher,
+            user=user,
+            data=data,
+            verification=auth.settings.email_verification_enabled,
+        )
+    )
 
 
 @router.delete(

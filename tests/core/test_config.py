@@ -121,3 +121,34 @@ def test_application_code_never_reads_os_environ() -> None:
         and path.name not in {"config.py", "cli.py"}
     ]
     assert offenders == []
+
+
+def test_docs_are_off_in_production_unless_switched_on() -> None:
+    production = {
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": "a-real-production-secret-of-enough-length-0123456789",
+        "PASSWORD_RECOVERY_ENABLED": False,
+    }
+    assert Settings(**production).docs_enabled is False  # type: ignore[arg-type]
+    assert Settings(**production, DOCS_ENABLED=True).docs_enabled is True  # type: ignore[arg-type]
+    assert Settings(ENVIRONMENT="development").docs_enabled is True
+    assert Settings(ENVIRONMENT="development", DOCS_ENABLED=False).docs_enabled is False
+
+
+def test_development_throttles_are_loose_enough_to_click_through_the_docs() -> None:
+    development = Settings(ENVIRONMENT="development", _env_file=None)  # type: ignore[call-arg]
+    assert development.REGISTER_MAX_PER_IP >= 1000
+    assert development.LOGIN_MAX_FAILURES_PER_ACCOUNT >= 50
+    # Elsewhere the strict defaults; an explicit value always wins.
+    assert Settings(ENVIRONMENT="test", _env_file=None).REGISTER_MAX_PER_IP == 10  # type: ignore[call-arg]
+    explicit = Settings(ENVIRONMENT="development", REGISTER_MAX_PER_IP=3, _env_file=None)  # type: ignore[call-arg]
+    assert explicit.REGISTER_MAX_PER_IP == 3
+
+
+def test_development_throttles_come_from_the_environment_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setenv("LOGIN_MAX_FAILURES_PER_IP", "7")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.LOGIN_MAX_FAILURES_PER_IP, settings.REGISTER_MAX_PER_IP) == (7, 1000)

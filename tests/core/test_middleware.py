@@ -1,11 +1,14 @@
-"""Security headers on every response, CORS for the browser app's origin only."""
+"""Security headers on every response, CORS for the browser app's origin only, HEAD as GET,
+no redirects, and client addresses from trusted proxies only."""
 
 from collections.abc import Callable
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.factories import API, new_user, sign_in
+from tests.helpers import assert_problem
 
 ORIGIN = "http://localhost:5173"
 
@@ -126,3 +129,74 @@ def test_cors_exposes_the_contract_headers(make_app: Callable[..., FastAPI]) -> 
         "ratelimit",
         "ratelimit-policy",
     } <= exposed
+
+
+# --- HEAD, redirects, the client's address -------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/", "/openapi.json"])
+def test_head_is_answered_wherever_get_is(client: TestClient, path: str) -> None:
+    get = client.get(path)
+    head = client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_head_of_a_protected_read_needs_the_token_like_get(client: TestClient) -> None:
+    user = new_user(client)
+    assert client.head(f"{API}/tasks").status_code == 401
+    head = client.head(f"{API}/tasks", headers=user.headers)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert "etag" in head.headers or "content-length" in head.headers
+
+
+def test_head_is_not_a_documented_operation(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert not any("head" in operations for operations in document["paths"].values())
+
+
+def test_head_of_a_write_only_path_is_405(client: TestClient) -> None:
+    assert client.head(f"{API}/auth/register").status_code == 405
+
+
+@pytest.mark.parametrize("path", [f"{API}/tasks/", f"{API}/projects/", "/health/live/"])
+def test_no_redirect_is_built_from_the_host_header(client: TestClient, path: str) -> None:
+    """A trailing slash is an unknown path (a 404 problem), never a redirect to whatever host
+    the request named."""
+    response = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert_problem(response, 404, "not_found")
+    assert "location" not in response.headers
+
+
+def _address_seen(app: FastAPI, peer: str, forwarded: str | None) -> str:
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    with TestClient(app, client=(peer, 40000)) as client:
+        user = new_user(client)
+        sessions = client.get(f"{API}/auth/sessions", headers={**user.headers, **headers})
+        assert sessions.status_code == 200, sessions.text
+        tokens = client.post(
+            f"{API}/auth/token",
+            data={"username": user.email, "password": user.password},
+            headers=headers,
+        )
+        assert tokens.status_code == 200
+        listed = client.get(f"{API}/auth/sessions", headers=user.headers).json()["items"]
+    newest: str = max(listed, key=lambda item: item["created_at"])["ip_address"]
+    return newest
+
+
+def test_forwarded_for_is_ignored_by_default(make_app: Callable[..., FastAPI]) -> None:
+    """No proxy is trusted unless named: a local process cannot write its own address."""
+    assert _address_seen(make_app(), "127.0.0.1", "198.51.100.9") == "127.0.0.1"
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    app = make_app(FORWARDED_ALLOW_IPS="10.0.0.0/8")
+    assert _address_seen(app, "10.1.2.3", "198.51.100.9") == "198.51.100.9"
+    untrusted = make_app(FORWARDED_ALLOW_IPS="10.0.0.0/8")
+    assert _address_seen(untrusted, "192.0.2.1", "198.51.100.9") == "192.0.2.1"

@@ -62,3 +62,28 @@ def test_ready_follows_the_database_down_and_up(
             bring_up()
             assert client.get("/health/ready").status_code == 200
             take_down()
+
+
+def test_the_root_is_a_small_index_of_the_service(client: TestClient) -> None:
+    index = client.get("/")
+    assert index.status_code == 200
+    body = index.json()
+    assert body["name"] == "Tasks API"
+    assert body["version"]
+    assert body["links"] == {
+        "api": "/api/v1",
+        "docs": "/docs",
+        "openapi": "/openapi.json",
+        "live": "/health/live",
+        "ready": "/health/ready",
+    }
+    for link in body["links"].values():
+        if link != "/api/v1":
+            assert client.get(link).status_code == 200, link
+
+
+def test_the_index_links_no_docs_where_they_are_off(make_app: Callable[..., FastAPI]) -> None:
+    with TestClient(make_app(DOCS_ENABLED=False)) as client:
+        links = client.get("/").json()["links"]
+        assert (links["docs"], links["openapi"]) == (None, None)
+        assert client.get("/docs").status_code == 404
