@@ -52,6 +52,7 @@ async def seed_demo(
                 email=email,
                 hashed_password=await hasher.hash(password),
                 full_name="Demo User",
+                email_verified=True,
             )
         except EmailTaken:
             return None

@@ -216,9 +216,11 @@ def service_env(target: Target, secret: str, *, throttles: bool) -> dict[str, st
         DATABASE_URL=target.url,
         RATE_LIMIT_ENABLED="true" if throttles else "false",
         DOCS_ENABLED="false",
-        # No mail server is involved: sign-up mails go to the log, recovery is off.
+        # No mail server is involved: sign-up mails go to the log, recovery and address
+        # confirmation are off.
         MAIL_BACKEND="console",
         PASSWORD_RECOVERY_ENABLED="false",
+        EMAIL_VERIFICATION_ENABLED="false",
         PYTHONUNBUFFERED="1",
     )
     env.pop("FIRST_ADMIN_PASSWORD", None)
@@ -262,9 +264,12 @@ def register_and_sign_in(base: str, email: str) -> Account:
         f"{base}{API}/auth/register",
         json_body={"email": email, "password": PASSWORD, "full_name": "Bench User"},
     )
-    expect(status, body, (201,), f"register {email}")
-    account = Account(email=email, user_id=body["id"])
+    expect(status, body, (202,), f"register {email}")
+    account = Account(email=email)
     sign_in(base, account)
+    status, _, body = http("GET", f"{base}{API}/users/me", token=account.token)
+    expect(status, body, (200,), f"read {email}")
+    account.user_id = body["id"]
     return account
 
 

@@ -57,6 +57,8 @@ BASE_SETTINGS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES_PER_ACCOUNT": 10_000,
     "RECOVERY_MAX_PER_IP": 10_000,
     "RECOVERY_MAX_PER_EMAIL": 10_000,
+    "VERIFY_RESEND_MAX_PER_IP": 10_000,
+    "VERIFY_RESEND_MAX_PER_EMAIL": 10_000,
     "LOG_LEVEL": "WARNING",
     # Process-wide: tests/core/test_process.py turns it on, and back off, itself.
     "GC_TUNING": False,

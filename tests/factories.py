@@ -51,14 +51,29 @@ def register(
     password: str = DEFAULT_PASSWORD,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Register an account and return its public representation."""
+    """Register an account and return its public representation, as a client does: sign up
+    (202, whatever happened), sign in, read /users/me, and sign out again."""
+    me, tokens = _sign_up(client, email=email, password=password, **extra)
+    signed_out = client.post(f"{API}/auth/logout", headers=bearer(tokens["access_token"]))
+    assert signed_out.status_code == 204, signed_out.text
+    return me
+
+
+def _sign_up(
+    client: TestClient, *, email: str | None, password: str, **extra: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The reference client's sign-up: POST /auth/register is a 202 with no account in it,
+    so the account is read after signing in. (representation, token pair)"""
+    email = email or unique_email()
     response = client.post(
-        f"{API}/auth/register",
-        json={"email": email or unique_email(), "password": password, **extra},
+        f"{API}/auth/register", json={"email": email, "password": password, **extra}
     )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    assert response.status_code == 202, response.text
+    tokens = sign_in(client, email, password)
+    me = client.get(f"{API}/users/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 200, me.text
+    body: dict[str, Any] = me.json()
+    return body, tokens
 
 
 def sign_in(
@@ -77,8 +92,7 @@ def new_user(
     client: TestClient, *, email: str | None = None, password: str = DEFAULT_PASSWORD
 ) -> SignedInUser:
     """Register and sign in a fresh user."""
-    user = register(client, email=email, password=password)
-    tokens = sign_in(client, user["email"], password)
+    user, tokens = _sign_up(client, email=email, password=password)
     return SignedInUser(
         id=user["id"],
         email=user["email"],

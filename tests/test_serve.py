@@ -164,5 +164,5 @@ def test_sigterm_drains_the_request_in_flight_and_exits_0(
     finally:
         served.stop()
     status_line = response.split(b"\r\n", 1)[0]
-    assert status_line == b"HTTP/1.1 201 Created", response
+    assert status_line == b"HTTP/1.1 202 Accepted", response
     assert b"connection: close" in response.lower()

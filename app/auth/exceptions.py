@@ -66,3 +66,11 @@ class PasswordRequired(UnprocessableEntity):
     code = "password_required"
     detail = "Confirm this change with `current_password`."
     loc = ("body", "current_password")
+
+
+class InvalidVerificationToken(BadRequest):
+    code = "invalid_verification_token"
+    detail = (
+        "The confirmation link is invalid, expired, already used, or for an address the"
+        " account no longer asks for."
+    )

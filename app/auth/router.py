@@ -101,9 +101,7 @@ async def resend_verification(
     background: BackgroundTasks,
 ) -> Accepted:
     """Mail a new confirmation link; the answer is the same whether the address has one due."""
-    mail = await verification.request_verification(
-        session, auth, email=data.email, client=client
-    )
+    mail = await verification.request_verification(session, auth, email=data.email, client=client)
     if mail is not None:
         background.add_task(service.send_mail, auth.mailer, mail)
     return Accepted(detail=verification.RESEND_ACCEPTED)

@@ -1,7 +1,7 @@
 """Signing in and out: sessions, token rotation, throttling and password recovery.
 
 Plain functions over the request's session and the process's `AuthComponents`; the routers
-only parse, call and return.
+only parse, call and return. Sign-up and confirmed addresses are in `verification.py`.
 """
 
 import uuid
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, func, literal, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import col, select
@@ -34,7 +34,7 @@ from app.core.config import Settings
 from app.core.db import end_read_only_transaction
 from app.core.errors import TooManyRequests
 from app.core.mail import Mail, Mailer
-from app.core.models import detached_instance, table_of, utcnow
+from app.core.models import UTCDateTime, detached_instance, table_of, utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.core.rate_limit import RateLimiter
 from app.core.schemas import EMAIL_MAX_LENGTH, canonical_email, typed_email
@@ -49,7 +49,6 @@ from app.core.security import (
 from app.users import service as user_service
 from app.users.exceptions import WrongPassword
 from app.users.models import User
-from app.users.schemas import UserRegister
 
 # Touching last_used_at on every request would turn every read into a write; once a minute
 # is precise enough for a "last active" column.
@@ -158,29 +157,6 @@ def ensure_password_not_email(password: str, email: str) -> None:
     """PasswordIsEmail when the password is the account's email (ignoring case and spaces)."""
     if password.strip().lower() == email.strip().lower():
         raise PasswordIsEmail()
-
-
-async def register(
-    session: AsyncSession, auth: AuthComponents, *, data: UserRegister, client: ClientInfo
-) -> User:
-    """Create a plain user account (rate-limited per client address)."""
-    settings = auth.settings
-    await _throttle_hit(
-        auth.limiter,
-        [
-            Budget(
-                f"register:ip:{client.ip}",
-                settings.REGISTER_MAX_PER_IP,
-                REGISTER_POLICY,
-                kind="register_ip",
-            )
-        ],
-        settings.REGISTER_WINDOW_SECONDS,
-    )
-    hashed = await auth.hasher.hash(data.password)
-    return await user_service.create_user(
-        session, email=data.email, hashed_password=hashed, full_name=data.full_name
-    )
 
 
 def _issue_pair(
@@ -618,7 +594,8 @@ async def send_mail(mailer: Mailer, mail: Mail) -> None:
 async def reset_password(
     session: AsyncSession, auth: AuthComponents, *, token: str, new_password: str
 ) -> None:
-    """Set a new password from a reset token, then end every session of that user.
+    """Set a new password from a reset token, then end every session of that user; the
+    account's address counts as confirmed from then on (the token was mailed to it).
 
     The token is bound to the password hash it was issued for; the hash is swapped with a
     compare-and-set on that old hash, so two requests racing with one token cannot both win.
@@ -649,7 +626,14 @@ async def reset_password(
             col(User.hashed_password) == old_hash,
             col(User.email) == user.email,
         )
-        .values(hashed_password=new_hash, updated_at=now)
+        .values(
+            hashed_password=new_hash,
+            updated_at=now,
+            # The reset link reached the address: that proves it as a confirmation link does.
+            email_verified_at=func.coalesce(
+                col(User.email_verified_at), literal(now, type_=UTCDateTime())
+            ),
+        )
         .returning(col(User.id))
         .execution_options(synchronize_session=False)
     )

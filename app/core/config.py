@@ -237,8 +237,9 @@ class Settings(BaseSettings):
 
     def production_refusals(self) -> list[str]:
         """What production refuses in these settings, every one (ENVIRONMENT decides only
-        the mail default): the validator raises them in production, and `tasks-api
-        check-config` lists them for a copy of any settings with ENVIRONMENT=production."""
+        the mail and verification defaults): the validator raises them in production, and
+        `tasks-api check-config` lists them for a copy of any settings with
+        ENVIRONMENT=production."""
         refusals: list[str] = []
         secret = self.SECRET_KEY.get_secret_value()
         if secret == EXAMPLE_SECRET_KEY:
@@ -247,7 +248,7 @@ class Settings(BaseSettings):
             refusals.append("SECRET_KEY must be at least 32 bytes in production")
         # Reset and confirmation links must reach the account's mailbox only, never a log.
         if linked := self._mailed_links():
-            switch_off = " or ".join(f"{name}=false" for _, name in linked)
+            switch_off = " and ".join(f"{name}=false" for _, name in linked)
             what = " and ".join(purpose for purpose, _ in linked)
             if self.mail_backend != "smtp":
                 refusals.append(
@@ -265,7 +266,7 @@ class Settings(BaseSettings):
 
     def _mailed_links(self) -> list[tuple[str, str]]:
         # (what mails a secret link, the setting that switches it off)
-        linked = []
+        linked: list[tuple[str, str]] = []
         if self.PASSWORD_RECOVERY_ENABLED:
             linked.append(("password recovery", "PASSWORD_RECOVERY_ENABLED"))
         if self.email_verification_enabled:

@@ -80,6 +80,8 @@ THROTTLE_KINDS = (
     "recovery_ip",
     "recovery_email_ip",
     "recovery_email",
+    "verify_resend_ip",
+    "verify_resend_email_ip",
     "confirm",
 )
 SIGN_IN_FAILURE_REASONS = ("unknown_account", "wrong_password", "inactive")

@@ -4,9 +4,9 @@ Passwords: argon2id through passlib, legacy bcrypt hashes still verify and are f
 an upgrade. Hashing is CPU-heavy, so the async wrappers run it in a worker thread, at most
 `PASSWORD_HASH_CONCURRENCY` at a time, which keeps a sign-in storm from starving other work.
 
-Tokens: every token carries an audience naming its purpose (access, refresh, reset), and is
-always decoded with an explicit algorithm allow-list and that one audience, so a token can
-never stand in for another kind.
+Tokens: every token carries an audience naming its purpose (access, refresh, reset, verify),
+and is always decoded with an explicit algorithm allow-list and that one audience, so a token
+can never stand in for another kind.
 """
 
 import asyncio
@@ -40,6 +40,7 @@ class TokenType(StrEnum):
     ACCESS = "access"
     REFRESH = "refresh"
     RESET = "reset"
+    VERIFY = "verify"
 
 
 class InvalidToken(Exception):
@@ -151,6 +152,15 @@ def credential_fingerprint(hashed_password: str, email: str) -> str:
     """A short digest of the stored hash and email: a reset token bound to it dies once either
     changes."""
     return hashlib.sha256(f"{email}\x00{hashed_password}".encode()).hexdigest()[:32]
+
+
+def address_fingerprint(email: str, pending_email: str | None, verified_at: datetime | None) -> str:
+    """A short digest of an account's address state: a confirmation token bound to it dies
+    once the address is confirmed, changed, or another change is asked for."""
+    # Microseconds since the epoch: the same instant whichever database (or tzinfo) it came from.
+    verified = str(round(verified_at.timestamp() * 1_000_000)) if verified_at is not None else ""
+    state = f"{email}\x00{pending_email or ''}\x00{verified}"
+    return hashlib.sha256(state.encode()).hexdigest()[:32]
 
 
 # One entry per recently seen token (~1 KB each): a few MB per process at most.

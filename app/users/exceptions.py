@@ -1,6 +1,6 @@
 """User errors, each with a stable code."""
 
-from app.core.errors import BadRequest, Conflict, NotFound
+from app.core.errors import BadRequest, Conflict, Forbidden, NotFound
 
 
 class UserNotFound(NotFound):
@@ -21,3 +21,11 @@ class WrongPassword(BadRequest):
 class LastAdmin(Conflict):
     code = "last_admin"
     detail = "The last active admin cannot be demoted, deactivated or deleted."
+
+
+class EmailNotVerified(Forbidden):
+    code = "email_not_verified"
+    detail = (
+        "This account has not confirmed its email address yet: use the link we mailed"
+        " (POST /api/v1/auth/verify/resend sends a new one)."
+    )

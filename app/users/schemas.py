@@ -78,6 +78,11 @@ class UserUpdate(InputModel):
     role: Role | None = None
     is_active: StrictBool | None = None
     password: Password | None = None
+    email_verified: StrictBool | None = Field(
+        default=None,
+        description="Whether the address counts as confirmed: true marks it confirmed now,"
+        " false makes the account confirm it again (POST /auth/verify/resend).",
+    )
 
 
 class PasswordChange(InputModel):
@@ -140,6 +145,7 @@ UserUpdateBody = Annotated[
     Body(
         openapi_examples=examples(
             deactivate=("Deactivate the account", {"is_active": False}),
+            verify=("Mark the address confirmed", {"email_verified": True}),
             promote=("Make them an admin", {"role": "admin"}),
         )
     ),
@@ -168,5 +174,13 @@ class UserPublic(UserBase):
     id: uuid.UUID
     role: Role
     is_active: bool
+    email_verified: bool = Field(
+        description="Whether the account has confirmed that it receives mail at `email`;"
+        " until then it cannot share projects or be added to one."
+    )
+    pending_email: str | None = Field(
+        description="A new address asked for, which replaces `email` once the link mailed"
+        " to it is used (POST /auth/verify)."
+    )
     created_at: Instant
     updated_at: Instant

@@ -12,6 +12,7 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.db.errors import is_unique_violation
+from app.core.mail import Mail
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.core.schemas import canonical_email
@@ -58,8 +59,10 @@ async def create_user(
     full_name: str | None = None,
     role: Role = Role.USER,
     is_active: bool = True,
+    email_verified: bool = False,
 ) -> User:
-    """Insert a user; EmailTaken when the email is in use."""
+    """Insert a user; EmailTaken when the email is in use. `email_verified`: the address
+    counts as confirmed from now (verification off, or an operator's own account)."""
     email = email.lower()
     if await get_user_by_email(session, email) is not None:
         raise EmailTaken()
@@ -69,6 +72,7 @@ async def create_user(
         full_name=full_name,
         role=role,
         is_active=is_active,
+        email_verified_at=utcnow() if email_verified else None,
     )
     session.add(user)
     await _flush_unique_email(session)
@@ -122,6 +126,14 @@ async def update_user(
     return user
 
 
+@dataclass(frozen=True, slots=True)
+class OwnAccountUpdate:
+    """The caller's account after their change, and the mails to send once it is committed."""
+
+    user: User
+    mails: list[Mail]
+
+
 async def update_own_account(
     session: AsyncSession,
     auth: "AuthComponents",
@@ -129,30 +141,60 @@ async def update_own_account(
     user: User,
     data: UserUpdateMe,
     session_id: uuid.UUID | None = None,
-) -> User:
-    """The caller's changes to their own name or email; a new email needs `current_password`
-    and signs out every session but `session_id` (the caller's)."""
+) -> OwnAccountUpdate:
+    """The caller's changes to their own name or email; a new email needs `current_password`.
+
+    With verification on, a new email waits in `pending_email` until the link mailed to it is
+    used (`auth.verification.verify_email` makes the change and signs out the other
+    sessions); whether another account has that address is not told here. With it off, the
+    address changes at once (EmailTaken if it is another account's) and every session but
+    `session_id` (the caller's) is signed out. Either way the old address is told. Sending
+    the current email again cancels a pending change.
+    """
     # Imported here: auth depends on users at import time, not the other way round.
     from app.auth import service as auth_service
+    from app.auth import verification
 
-    changes = data.model_dump(exclude_unset=True, exclude={"current_password"})
-    new_email = changes.get("email") not in (None, user.email)
-    if new_email:
-        await auth_service.confirm_password(
-            session, auth, user=user, password=data.current_password
+    changes = data.model_dump(exclude_unset=True, exclude={"current_password", "email"})
+    requested = data.email
+    old_email = user.email
+    if requested is None or requested == old_email:
+        if requested is not None and user.pending_email is not None:
+            session.add(user)  # the caller's detached copy: tracked before it is changed
+            user.pending_email = None  # the current address again: a pending change is off
+        return OwnAccountUpdate(await update_user(session, user, changes, hashed_password=None), [])
+    await auth_service.confirm_password(session, auth, user=user, password=data.current_password)
+    session.add(user)
+    if auth.settings.email_verification_enabled:
+        user.pending_email = requested
+        updated = await update_user(session, user, changes, hashed_password=None)
+        mails = await verification.email_change_mails(
+            session,
+            auth,
+            user=updated,
+            old_email=old_email,
+            new_email=requested,
+            session_id=session_id,
         )
-    updated = await update_user(session, user, changes, hashed_password=None)
-    if new_email:
-        await auth_service.revoke_all_sessions(
-            session, user_id=user.id, except_session_id=session_id
-        )
-    return updated
+        return OwnAccountUpdate(updated, mails)
+    user.pending_email = None
+    user.email_verified_at = utcnow()  # verification is off: every address counts as confirmed
+    updated = await update_user(
+        session, user, {**changes, "email": requested}, hashed_password=None
+    )
+    await auth_service.revoke_all_sessions(session, user_id=user.id, except_session_id=session_id)
+    return OwnAccountUpdate(updated, [verification.email_changed_notice(old_email, requested)])
 
 
 async def admin_create_user(
-    session: AsyncSession, hasher: PasswordHasher, *, data: UserCreate
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    *,
+    data: UserCreate,
+    email_verified: bool = True,
 ) -> User:
-    """An account made by an admin, with any role; EmailTaken when the email is in use."""
+    """An account made by an admin, with any role; EmailTaken when the email is in use.
+    `email_verified`: whether its address counts as confirmed (verification off)."""
     return await create_user(
         session,
         email=data.email,
@@ -160,21 +202,41 @@ async def admin_create_user(
         full_name=data.full_name,
         role=data.role,
         is_active=data.is_active,
+        email_verified=email_verified,
     )
 
 
 async def admin_update_user(
-    session: AsyncSession, hasher: PasswordHasher, *, user: User, data: UserUpdate
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    *,
+    user: User,
+    data: UserUpdate,
+    verification: bool = False,
 ) -> User:
     """An admin's changes to any account; a new password or email, or deactivation, signs
-    it out."""
+    it out.
+
+    A new email takes effect at once and drops a pending change; with `verification` on it
+    counts as unconfirmed unless the same request sets `email_verified`, which marks the
+    address confirmed (now, if it was not) or not.
+    """
     from app.auth import service as auth_service
 
-    changes = data.model_dump(exclude_unset=True, exclude={"password"})
+    changes = data.model_dump(exclude_unset=True, exclude={"password", "email_verified"})
     if data.password:
         auth_service.ensure_password_not_email(data.password, changes.get("email") or user.email)
     hashed = await hasher.hash(data.password) if data.password else None
     new_email = changes.get("email") not in (None, user.email)
+    verified = data.email_verified
+    if new_email:
+        user.pending_email = None
+        if verified is None:
+            verified = not verification
+        if not verified:
+            user.email_verified_at = None
+    if verified is not None and verified != user.email_verified:
+        user.email_verified_at = utcnow() if verified else None
     updated = await update_user(session, user, changes, hashed_password=hashed)
     if changes.get("is_active") is False or hashed is not None or new_email:
         await auth_service.revoke_all_sessions(session, user_id=user.id)

@@ -52,6 +52,19 @@ def reset_token_from(mail: Mail) -> str:
     return token
 
 
+def verification_token_from(mail: Mail) -> str:
+    """The confirmation token of a verification mail (in its link and on its own)."""
+    match = re.search(r"/verify-email#token=([\w.-]+)", mail.body)
+    assert match, mail.body
+    token = match.group(1)
+    assert token in mail.body.split("POST /api/v1/auth/verify:\n", 1)[1]
+    return token
+
+
+def mails_to(app: FastAPI, address: str) -> list[Mail]:
+    return [mail for mail in outbox(app) if mail.to == address]
+
+
 def jwt_segments(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Header and payload (unverified) and the signature segment of a JWT."""
     header, payload, signature = token.split(".")

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.auth import service
+from app.auth import service, verification
 from app.auth.cache import CHANNEL, PrincipalCache, start_principal_cache
 from app.auth.exceptions import InvalidTokenError
 from app.auth.schemas import TokenPair
@@ -196,7 +196,8 @@ async def _signed_in(session: AsyncSession, auth: AuthComponents) -> tuple[User,
     password = "cache-password-1234"
     client = ClientInfo("192.0.2.1", "pytest")
     data = UserRegister(email=email, password=password)
-    user = await service.register(session, auth, data=data, client=client)
+    user = (await verification.register(session, auth, data=data, client=client)).user
+    assert user is not None
     # Two requests, as over HTTP: on SQLite an uncommitted registration would hold the write
     # lock that sign-in's throttle counter (its own connection) needs.
     await session.commit()

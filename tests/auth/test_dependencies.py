@@ -19,6 +19,8 @@ from tests.helpers import assert_problem
 
 PUBLIC = {
     ("POST", f"{API}/auth/register"),
+    ("POST", f"{API}/auth/verify"),
+    ("POST", f"{API}/auth/verify/resend"),
     ("POST", f"{API}/auth/token"),
     ("POST", f"{API}/auth/refresh"),
     ("POST", f"{API}/auth/password-recovery"),

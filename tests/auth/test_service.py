@@ -9,13 +9,14 @@ import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.auth import service
+from app.auth import service, verification
 from app.auth.cache import PrincipalCache
 from app.auth.exceptions import (
     InvalidCredentials,
     InvalidRefreshToken,
     InvalidResetToken,
     InvalidTokenError,
+    InvalidVerificationToken,
     PasswordIsEmail,
     SessionNotFound,
 )
@@ -32,7 +33,7 @@ from app.users import service as user_service
 from app.users.exceptions import EmailTaken, WrongPassword
 from app.users.models import User
 from app.users.schemas import UserRegister
-from tests.auth.helpers import reset_token_from
+from tests.auth.helpers import reset_token_from, verification_token_from
 
 pytestmark = pytest.mark.anyio
 
@@ -57,12 +58,13 @@ async def auth(settings: Settings) -> AsyncIterator[AuthComponents]:
 async def _registered(
     session: AsyncSession, auth: AuthComponents, email: str = "ada@example.com"
 ) -> User:
-    """An account made by `service.register` (committed), which signs in with PASSWORD: the
-    accounts' own path, not `tests.factories.make_user`, since these tests are about it."""
+    """An account made by `verification.register` (committed), which signs in with PASSWORD:
+    the accounts' own path, not `tests.factories.make_user`, since these tests are about it."""
     data = UserRegister(email=email, password=PASSWORD)
-    user = await service.register(session, auth, data=data, client=CLIENT)
+    signed_up = await verification.register(session, auth, data=data, client=CLIENT)
     await session.commit()
-    return user
+    assert signed_up.user is not None
+    return signed_up.user
 
 
 async def _principal(
@@ -80,8 +82,15 @@ async def test_register_stores_an_argon2id_hash_and_a_lower_case_email(
     assert user.email == "mixed.case@example.com"
     assert user.hashed_password.startswith("$argon2id$")
     assert PASSWORD not in user.hashed_password
-    with pytest.raises(EmailTaken):
-        await _registered(db_session, auth, "MIXED.case@example.com")
+    # The address has an account: nothing is made, and the mail says so.
+    again = await verification.register(
+        db_session,
+        auth,
+        data=UserRegister(email="MIXED.case@example.com", password="x" * 12),
+        client=CLIENT,
+    )
+    assert again.user is None
+    assert (again.mail.to, again.mail.subject) == (user.email, "You already have an account")
 
 
 @pytest.fixture
@@ -343,3 +352,66 @@ async def test_throttled_sign_in_raises_429_with_retry_after(
         assert int(caught.value.headers["Retry-After"]) >= 1
     finally:
         await database.dispose()
+
+
+# --- sign-up and confirmed addresses (app/auth/verification.py) ---------------------------
+
+
+def _verifying(auth: AuthComponents) -> AuthComponents:
+    on = auth.settings.model_copy(update={"EMAIL_VERIFICATION_ENABLED": True})
+    return dataclasses.replace(auth, settings=on)
+
+
+async def test_register_with_verification_makes_an_unconfirmed_account_and_a_link(
+    db_session: AsyncSession, auth: AuthComponents
+) -> None:
+    on = _verifying(auth)
+    data = UserRegister(email="vera@example.com", password=PASSWORD)
+    signed_up = await verification.register(db_session, on, data=data, client=CLIENT)
+    await db_session.commit()
+    user = signed_up.user
+    assert user is not None
+    assert (user.email_verified, user.pending_email) == (False, None)
+    token = verification_token_from(signed_up.mail)
+    confirmed = await verification.verify_email(db_session, on, token=token)
+    await db_session.commit()
+    assert confirmed.email_verified
+    with pytest.raises(InvalidVerificationToken):
+        await verification.verify_email(db_session, on, token=token)
+
+
+async def test_a_pending_address_another_account_took_is_email_taken_at_verify_time(
+    db_session: AsyncSession, auth: AuthComponents
+) -> None:
+    on = _verifying(auth)
+    user = await _registered(db_session, auth, "walt@example.com")
+    await _registered(db_session, auth, "olga@example.com")
+    user.pending_email = "olga@example.com"
+    db_session.add(user)
+    await db_session.commit()
+    mail = verification.verification_mail(on, user, address="olga@example.com")
+    with pytest.raises(EmailTaken):
+        await verification.verify_email(db_session, on, token=verification_token_from(mail))
+
+
+async def test_resend_mails_only_an_active_unconfirmed_account(
+    db_session: AsyncSession, auth: AuthComponents
+) -> None:
+    on = _verifying(auth)
+    data = UserRegister(email="rhea@example.com", password=PASSWORD)
+    assert (await verification.register(db_session, on, data=data, client=CLIENT)).user
+    await db_session.commit()
+    confirmed = await _registered(db_session, auth, "cleo@example.com")  # verification off
+    assert confirmed.email_verified
+
+    async def resend(email: str, components: AuthComponents = on) -> Any:
+        return await verification.request_verification(
+            db_session, components, email=email, client=CLIENT
+        )
+
+    mail = await resend("rhea@example.com")
+    assert mail is not None
+    assert mail.to == "rhea@example.com"
+    assert await resend("cleo@example.com") is None
+    assert await resend("nobody@example.com") is None
+    assert await resend("rhea@example.com", auth) is None  # verification off

@@ -89,7 +89,10 @@ def test_production_refuses_a_short_secret() -> None:
 
 def test_production_accepts_a_real_secret() -> None:
     settings = Settings(
-        ENVIRONMENT="production", SECRET_KEY="k" * 32, PASSWORD_RECOVERY_ENABLED=False
+        ENVIRONMENT="production",
+        SECRET_KEY="k" * 32,
+        PASSWORD_RECOVERY_ENABLED=False,
+        EMAIL_VERIFICATION_ENABLED=False,
     )
     assert settings.ENVIRONMENT == "production"
 
@@ -128,6 +131,7 @@ def test_docs_are_off_in_production_unless_switched_on() -> None:
         "ENVIRONMENT": "production",
         "SECRET_KEY": "a-real-production-secret-of-enough-length-0123456789",
         "PASSWORD_RECOVERY_ENABLED": False,
+        "EMAIL_VERIFICATION_ENABLED": False,
     }
     assert Settings(**production).docs_enabled is False  # type: ignore[arg-type]
     assert Settings(**production, DOCS_ENABLED=True).docs_enabled is True  # type: ignore[arg-type]
@@ -152,3 +156,20 @@ def test_development_throttles_come_from_the_environment_too(
     monkeypatch.setenv("LOGIN_MAX_FAILURES_PER_IP", "7")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert (settings.LOGIN_MAX_FAILURES_PER_IP, settings.REGISTER_MAX_PER_IP) == (7, 1000)
+
+
+def test_email_verification_is_on_in_production_only_unless_set() -> None:
+    production = {
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": "a-real-production-secret-of-enough-length-0123456789",
+        "MAIL_BACKEND": "smtp",
+        "SMTP_HOST": "smtp.example.com",
+        "FRONTEND_URL": "https://app.example.com",
+    }
+    assert Settings(**production).email_verification_enabled is True  # type: ignore[arg-type]
+    off = Settings(**production, EMAIL_VERIFICATION_ENABLED=False)  # type: ignore[arg-type]
+    assert off.email_verification_enabled is False
+    for environment in ("development", "test"):
+        assert Settings(ENVIRONMENT=environment).email_verification_enabled is False
+        on = Settings(ENVIRONMENT=environment, EMAIL_VERIFICATION_ENABLED=True)
+        assert on.email_verification_enabled is True

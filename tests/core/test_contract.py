@@ -222,5 +222,7 @@ def test_the_headers_sent_are_the_documented_ones(client: TestClient) -> None:
     call("GET", "/health/live")
     call("POST", f"{API}/auth/register", json={"email": "new@example.com", "password": "x" * 12})
     call("POST", f"{API}/auth/password-recovery", json={"email": user.email})
+    call("POST", f"{API}/auth/verify/resend", json={"email": user.email})
+    call("POST", f"{API}/auth/verify", json={"token": "not-a-token"})
     for method, url, response in calls:
         assert_headers_documented(method, url, response)

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.core.config import EXAMPLE_SECRET_KEY, Settings
-from tests.auth.helpers import outbox, reset_token_from
-from tests.factories import API, DEFAULT_PASSWORD, bearer, register, sign_in
+from tests.auth.helpers import mails_to, outbox, reset_token_from, verification_token_from
+from tests.factories import API, DEFAULT_PASSWORD, bearer, register, sign_in, unique_email
 
 JSON_LOGS = {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
 
@@ -117,13 +117,23 @@ def test_log_level_accepts_any_case() -> None:
 def test_no_secret_reaches_a_log_line(
     make_app: Callable[..., FastAPI], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """Sign up, sign in, refresh, recover and change a password with every logger at DEBUG:
-    no password, token, reset link or Authorization value is in any line."""
+    """Sign up and confirm the address, sign in, refresh, recover, change a password and the
+    email with every logger at DEBUG: no password, token, mailed link or Authorization value
+    is in any line."""
     password, new_password, newest = DEFAULT_PASSWORD, "a-new-password-42", "the-newest-pw-42"
     secrets: list[str] = [password, new_password, newest]
-    app = make_app(LOG_LEVEL="DEBUG", LOG_FORMAT="json")
+    app = make_app(LOG_LEVEL="DEBUG", LOG_FORMAT="json", EMAIL_VERIFICATION_ENABLED=True)
+
+    def confirm_mailed_link(address: str) -> None:
+        mail = mails_to(app, address)[-1]
+        token = verification_token_from(mail)
+        secrets.extend([token, *(line for line in mail.body.splitlines() if token in line)])
+        confirmed = client.post(f"{API}/auth/verify", json={"token": token})
+        assert confirmed.status_code == 204, confirmed.text
+
     with TestClient(app) as client:
         user = register(client, password=password)
+        confirm_mailed_link(user["email"])
         tokens = sign_in(client, user["email"], password)
         secrets += [tokens["access_token"], tokens["refresh_token"]]
         refreshed = client.post(
@@ -152,6 +162,15 @@ def test_no_secret_reaches_a_log_line(
             headers=bearer(fresh["access_token"]),
         )
         assert changed.is_success, changed.text
+        new_email = unique_email("moved")
+        moving = client.patch(
+            f"{API}/users/me",
+            json={"email": new_email, "current_password": newest},
+            headers=bearer(fresh["access_token"]),
+        )
+        assert moving.json()["pending_email"] == new_email, moving.text
+        confirm_mailed_link(new_email)
+        user["email"] = new_email
         wrong = client.post(
             f"{API}/auth/token", data={"username": user["email"], "password": "guess-" + newest}
         )

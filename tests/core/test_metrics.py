@@ -223,6 +223,13 @@ def test_sign_in_failures_by_reason(metrics_client: TestClient) -> None:
         ("register_ip", {"REGISTER_MAX_PER_IP": 1}, "/auth/register", "register"),
         ("recovery_ip", {"RECOVERY_MAX_PER_IP": 1}, "/auth/password-recovery", "recovery"),
         ("recovery_email_ip", {"RECOVERY_MAX_PER_EMAIL": 1}, "/auth/password-recovery", "recovery"),
+        ("verify_resend_ip", {"VERIFY_RESEND_MAX_PER_IP": 1}, "/auth/verify/resend", "resend"),
+        (
+            "verify_resend_email_ip",
+            {"VERIFY_RESEND_MAX_PER_EMAIL": 1},
+            "/auth/verify/resend",
+            "one_email",
+        ),
     ],
 )
 def test_throttle_hits_by_kind(
@@ -240,6 +247,8 @@ def test_throttle_hits_by_kind(
         if payload == "register":
             body = {"email": unique_email(), "password": "correct-horse-battery"}
             return client.post(f"{API}{url}", json=body)
+        if payload == "resend":  # a new address each time: only the address's budget is met
+            return client.post(f"{API}{url}", json={"email": unique_email()})
         return client.post(f"{API}{url}", json={"email": email})
 
     with TestClient(make_app(METRICS_TOKEN=TOKEN, **limits)) as client:
@@ -257,7 +266,9 @@ def test_without_a_token_metrics_is_open_in_development_only(
         assert client.get("/metrics").status_code == 200
     with TestClient(make_app()) as client:  # ENVIRONMENT=test
         assert_problem(client.get("/metrics"), 404, "not_found")
-    production = make_app(ENVIRONMENT="production", PASSWORD_RECOVERY_ENABLED=False)
+    production = make_app(
+        ENVIRONMENT="production", PASSWORD_RECOVERY_ENABLED=False, EMAIL_VERIFICATION_ENABLED=False
+    )
     with TestClient(production) as client:
         assert_problem(client.get("/metrics"), 404, "not_found")
         assert_problem(client.get("/metrics", headers=AUTH), 404, "not_found")

@@ -35,7 +35,9 @@ def test_docs_page_is_not_blocked_by_the_api_csp(client: TestClient) -> None:
 
 
 def test_hsts_in_production(make_app: Callable[..., FastAPI]) -> None:
-    app = make_app(ENVIRONMENT="production", PASSWORD_RECOVERY_ENABLED=False)
+    app = make_app(
+        ENVIRONMENT="production", PASSWORD_RECOVERY_ENABLED=False, EMAIL_VERIFICATION_ENABLED=False
+    )
     with TestClient(app) as client:
         assert "max-age" in client.get("/health/live").headers["strict-transport-security"]
 

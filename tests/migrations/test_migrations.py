@@ -200,3 +200,38 @@ def test_stored_emails_are_brought_to_the_canonical_form_and_collisions_reported
     assert len(warnings) == 1
     assert "'bob@bücher.example'" in warnings[0]
     assert "'bob@xn--bcher-kva.example'" in warnings[0]
+
+
+def test_accounts_that_exist_count_as_confirmed_since_they_were_made(empty_database: str) -> None:
+    """Email verification takes nothing away from the accounts it finds: each is confirmed
+    as of its creation, with no change pending; the downgrade drops both columns again."""
+    from sqlalchemy import text
+
+    config = alembic_config(settings_for(empty_database))
+    command.upgrade(config, "b4e2f6a8c1d3")
+    engine = create_engine(sync_url(empty_database))
+    try:
+        with engine.begin() as connection:
+            is_pg = connection.dialect.name == "postgresql"
+            account_id = "01900000-0000-7000-8000-0000000000b1"
+            connection.execute(
+                text(
+                    'INSERT INTO "user" (id, email, hashed_password, is_active, role,'
+                    " created_at, updated_at) VALUES (:id, 'old@example.com', 'x', true, 'user',"
+                    " '2026-01-02 03:04:05+00:00', '2026-01-03 00:00:00+00:00')"
+                ),
+                {"id": account_id if is_pg else account_id.replace("-", "")},
+            )
+        command.upgrade(config, "f1c8d2e5a7b9")
+        with engine.connect() as connection:
+            row = connection.execute(
+                text('SELECT created_at, email_verified_at, pending_email FROM "user"')
+            ).one()
+        assert row.email_verified_at is not None
+        assert row.email_verified_at == row.created_at
+        assert row.pending_email is None
+        command.downgrade(config, "b4e2f6a8c1d3")
+        columns = {column["name"] for column in inspect(engine).get_columns("user")}
+        assert not {"email_verified_at", "pending_email"} & columns
+    finally:
+        engine.dispose()

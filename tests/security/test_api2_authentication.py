@@ -43,6 +43,8 @@ PUBLIC = {
     "health-live",
     "health-ready",
     "auth-register",
+    "auth-verify_email",
+    "auth-resend_verification",
     "auth-sign_in",
     "auth-refresh",
     "auth-password_recovery",
@@ -306,6 +308,31 @@ def test_password_recovery_does_not_say_whether_the_account_exists(client: TestC
     ]
     assert {a.status_code for a in answers} == {202}
     assert answers[0].json() == answers[1].json()
+
+
+def test_sign_up_does_not_say_whether_the_account_exists(client: TestClient) -> None:
+    """The same answer for a taken address (in any case) and a new one; the headers and the
+    work done are compared in tests/auth/test_verification.py."""
+    known = register(client)
+    answers = [
+        client.post(f"{API}/auth/register", json={"email": email, "password": "guess-guess-1"})
+        for email in (known["email"], known["email"].upper(), "nobody-here@example.com")
+    ]
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.content for a in answers}) == 1
+
+
+def test_confirmation_resend_does_not_say_whether_the_account_exists(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    with TestClient(make_app(EMAIL_VERIFICATION_ENABLED=True)) as client:
+        waiting = register(client)  # has a link due; the other address has no account
+        answers = [
+            client.post(f"{API}/auth/verify/resend", json={"email": email})
+            for email in (waiting["email"], "nobody-here@example.com")
+        ]
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.content for a in answers}) == 1
 
 
 @pytest.mark.parametrize("account", ["unknown", "wrong password", "deactivated"])

@@ -26,9 +26,11 @@ SERVER_OWNED = {
     "deleted_at": "2000-01-01T00:00:00Z",
     "hashed_password": "$argon2id$v=19$m=1,t=1,p=1$AAAA$AAAA",
     "is_inbox": True,
+    "email_verified_at": "2000-01-01T00:00:00Z",
+    "pending_email": "thief@example.com",
 }
 # Only an admin may set these, and only on the admin operations.
-ADMIN_SETTABLE = {"role": "admin", "is_active": False}
+ADMIN_SETTABLE = {"role": "admin", "is_active": False, "email_verified": True}
 
 # Never in any response, at any depth.
 SECRET_FIELDS = {

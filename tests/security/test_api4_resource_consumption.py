@@ -169,7 +169,7 @@ def test_sign_ups_are_rate_limited(make_app: Callable[..., FastAPI]) -> None:
                 json={"email": f"rl-{i}@example.com", "password": "long-enough-pw"},
             ),
         )
-        assert [a.status_code for a in answers] == [201, 201, 201, 429]
+        assert [a.status_code for a in answers] == [202, 202, 202, 429]
         assert int(answers[-1].headers["retry-after"]) > 0
         assert answers[-1].headers["content-type"] == PROBLEM
 
@@ -441,7 +441,7 @@ LIMITS = [
         _json(
             "POST", "/auth/register", lambda _o, n: {"email": unique_email(), "password": "a" * n}
         ),
-        201,
+        202,
         ("body", "password"),
     ),
 ]
@@ -603,6 +603,13 @@ def _wrong_password_anyone(client: TestClient, i: int) -> Any:
     )
 
 
+def _resend(email: Callable[[int], str]) -> Callable[[TestClient, int], Any]:
+    def attempt(client: TestClient, i: int) -> Any:
+        return client.post(f"{API}/auth/verify/resend", json={"email": email(i)})
+
+    return attempt
+
+
 def _recover(email: Callable[[int], str]) -> Callable[[TestClient, int], Any]:
     def attempt(client: TestClient, i: int) -> Any:
         return client.post(f"{API}/auth/password-recovery", json={"email": email(i)})
@@ -616,7 +623,7 @@ THROTTLES = [
         {"REGISTER_MAX_PER_IP": 2},
         2,
         _register,
-        201,
+        202,
         "REGISTER_WINDOW_SECONDS",
     ),
     Throttle(
@@ -650,6 +657,22 @@ THROTTLES = [
         _recover(lambda i: f"someone-{i}@example.com"),
         202,
         "RECOVERY_WINDOW_SECONDS",
+    ),
+    Throttle(
+        "confirmation links per email",
+        {"VERIFY_RESEND_MAX_PER_EMAIL": 2},
+        2,
+        _resend(lambda _i: "someone@example.com"),
+        202,
+        "VERIFY_RESEND_WINDOW_SECONDS",
+    ),
+    Throttle(
+        "confirmation links per address",
+        {"VERIFY_RESEND_MAX_PER_IP": 2},
+        2,
+        _resend(lambda i: f"someone-{i}@example.com"),
+        202,
+        "VERIFY_RESEND_WINDOW_SECONDS",
     ),
 ]
 

@@ -6,6 +6,7 @@ traceback, no exception text); production refuses the example secret.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -98,8 +99,13 @@ def test_tokens_are_never_cached(client: TestClient) -> None:
     assert response.headers["cache-control"] == "no-store"
 
 
+# Production without a mail transport: both features that mail secret links switched off.
+MAIL_LINKS_OFF = {"PASSWORD_RECOVERY_ENABLED": False, "EMAIL_VERIFICATION_ENABLED": False}
+PRODUCTION_WITHOUT_MAIL = {"ENVIRONMENT": "production", **MAIL_LINKS_OFF}
+
+
 def test_hsts_in_production(make_app: Callable[..., FastAPI]) -> None:
-    with TestClient(make_app(ENVIRONMENT="production", PASSWORD_RECOVERY_ENABLED=False)) as client:
+    with TestClient(make_app(**PRODUCTION_WITHOUT_MAIL)) as client:
         assert "max-age=" in client.get("/health/live").headers["strict-transport-security"]
 
 
@@ -148,6 +154,7 @@ def test_production_accepts_a_real_secret() -> None:
         SECRET_KEY="r" * 48,
         DATABASE_URL="sqlite://",
         PASSWORD_RECOVERY_ENABLED=False,
+        EMAIL_VERIFICATION_ENABLED=False,
     )
 
 
@@ -172,7 +179,36 @@ def test_production_recovery_needs_mail_and_a_real_frontend(
     assert "PASSWORD_RECOVERY_ENABLED=false" in str(raised.value)
     ready = {"MAIL_BACKEND": "smtp", "SMTP_HOST": "smtp.example.com"}
     Settings(**PRODUCTION, **ready, FRONTEND_URL="https://app.example.com")  # type: ignore[arg-type]
-    Settings(**PRODUCTION, PASSWORD_RECOVERY_ENABLED=False)  # type: ignore[arg-type]
+    Settings(**PRODUCTION, **MAIL_LINKS_OFF)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({}, "MAIL_BACKEND=smtp"),
+        ({"MAIL_BACKEND": "console"}, "MAIL_BACKEND=smtp"),
+        ({"MAIL_BACKEND": "smtp", "SMTP_HOST": "smtp.example.com"}, "FRONTEND_URL"),
+    ],
+)
+def test_production_verification_is_on_and_needs_mail_and_a_real_frontend(
+    settings: dict[str, str], named: str
+) -> None:
+    """Confirmation links are never written to a log either: with recovery off, production
+    still needs SMTP and a frontend of its own, or verification switched off, and says so."""
+    recovery_off: dict[str, Any] = {**PRODUCTION, "PASSWORD_RECOVERY_ENABLED": False}
+    off = Settings(**recovery_off, EMAIL_VERIFICATION_ENABLED=False)
+    assert off.email_verification_enabled is False
+    with pytest.raises(ValidationError, match=named) as raised:
+        Settings(**recovery_off, **settings)
+    assert "EMAIL_VERIFICATION_ENABLED=false" in str(raised.value)
+    assert "PASSWORD_RECOVERY_ENABLED=false" not in str(raised.value)
+    ready = Settings(
+        **recovery_off,
+        MAIL_BACKEND="smtp",
+        SMTP_HOST="smtp.example.com",
+        FRONTEND_URL="https://app.example.com",
+    )
+    assert ready.email_verification_enabled is True
 
 
 def test_switched_off_recovery_is_a_403(make_app: Callable[..., FastAPI]) -> None:

@@ -156,7 +156,8 @@ async def test_update_own_account_changes_the_name_without_a_password(
     user = await _with_password(db_session, auth.hasher, "fay@example.com")
     data = UserUpdateMe(full_name="Fay", email="fay@example.com")
     updated = await service.update_own_account(db_session, auth, user=user, data=data)
-    assert (updated.full_name, updated.email) == ("Fay", "fay@example.com")
+    assert (updated.user.full_name, updated.user.email) == ("Fay", "fay@example.com")
+    assert updated.mails == []
 
 
 async def test_update_own_account_needs_the_password_for_a_new_email(
@@ -174,7 +175,9 @@ async def test_update_own_account_needs_the_password_for_a_new_email(
     assert user.email == "gus@example.com"
     right = UserUpdateMe(email="gus2@example.com", current_password=PASSWORD)
     updated = await service.update_own_account(db_session, auth, user=user, data=right)
-    assert updated.email == "gus2@example.com"
+    # Verification is off here: the address changes at once, and the old one is told.
+    assert (updated.user.email, updated.user.email_verified) == ("gus2@example.com", True)
+    assert [mail.to for mail in updated.mails] == ["gus@example.com"]
 
 
 async def test_admin_create_user_hashes_the_password_and_takes_role_and_state(
