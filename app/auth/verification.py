@@ -119,9 +119,11 @@ async def register(
     Either way the password is hashed once and one mail goes out: for a new address the
     account is made (confirmed at once when verification is off) and gets a confirmation link
     (a welcome when off); an address that has an account is told to sign in or reset its
-    password, and the hash is thrown away. Rate-limited per client address.
+    password, and the hash is thrown away. Rate-limited per client address, and per email
+    from everywhere (counted alike for both cases, so the limit reveals nothing either).
     """
     settings = auth.settings
+    address = data.email.lower()
     await _throttle_hit(
         auth.limiter,
         [
@@ -130,11 +132,16 @@ async def register(
                 settings.REGISTER_MAX_PER_IP,
                 REGISTER_POLICY,
                 kind="register_ip",
-            )
+            ),
+            # An account budget: never announced in the response headers.
+            Budget(
+                f"register:email:{address}",
+                settings.REGISTER_MAX_PER_EMAIL,
+                kind="register_email",
+            ),
         ],
         settings.REGISTER_WINDOW_SECONDS,
     )
-    address = data.email.lower()
     hashed = await auth.hasher.hash(data.password)
     if await user_service.get_user_by_email(session, address) is not None:
         return SignUp(_existing_account_mail(settings, address), None)

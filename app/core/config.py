@@ -31,6 +31,7 @@ DEVELOPMENT_THROTTLES = {
     "LOGIN_MAX_FAILURES_PER_ACCOUNT": 50,
     "LOGIN_MAX_FAILURES_PER_IP": 500,
     "REGISTER_MAX_PER_IP": 1000,
+    "REGISTER_MAX_PER_EMAIL": 100,
     "RECOVERY_MAX_PER_IP": 100,
     "RECOVERY_MAX_PER_EMAIL": 30,
     "VERIFY_RESEND_MAX_PER_IP": 100,
@@ -135,6 +136,9 @@ class Settings(BaseSettings):
     LOGIN_MAX_FAILURES_PER_IP: int = Field(default=20, ge=1)
     LOGIN_FAILURE_WINDOW_SECONDS: int = Field(default=900, ge=1)
     REGISTER_MAX_PER_IP: int = Field(default=10, ge=1)
+    # Sign-ups naming one email, from every address: each mails that address (a link, or
+    # "you already have an account"), so this bounds the mail anyone can send to a mailbox.
+    REGISTER_MAX_PER_EMAIL: int = Field(default=5, ge=1)
     REGISTER_WINDOW_SECONDS: int = Field(default=3600, ge=1)
     RECOVERY_MAX_PER_IP: int = Field(default=5, ge=1)
     # Per email and client address; the email-wide ceiling stops mail bombing from many.

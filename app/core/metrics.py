@@ -77,6 +77,7 @@ THROTTLE_KINDS = (
     "login_ceiling",
     "login_ip",
     "register_ip",
+    "register_email",
     "recovery_ip",
     "recovery_email_ip",
     "recovery_email",

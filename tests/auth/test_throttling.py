@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from app.auth.dependencies import get_client
 from app.auth.service import ClientInfo
 from app.core.config import Settings
-from tests.auth.helpers import random_ip
+from tests.auth.helpers import outbox, random_ip
 from tests.factories import API, DEFAULT_PASSWORD, new_user, register, unique_email
 from tests.helpers import ManualClock, assert_problem, require_redis, together
 
@@ -198,6 +198,31 @@ def test_registration_is_throttled_per_address(throttled: Throttled) -> None:
         assert "retry-after" in blocked.headers
         with throttled.elsewhere() as other_address:
             assert other_address.post(f"{API}/auth/register", json=body).status_code == 202
+
+
+def test_sign_ups_naming_one_email_are_limited_from_every_address(throttled: Throttled) -> None:
+    """Each sign-up mails its address, so a mailbox cannot be flooded from many addresses;
+    the budget counts every sign-up alike, so it tells nothing about the address either."""
+    app = throttled.app(REGISTER_MAX_PER_EMAIL=2, REGISTER_WINDOW_SECONDS=WINDOW)
+    with throttled.client(app) as client:
+        email = throttled.email()
+        body = {"email": email, "password": DEFAULT_PASSWORD}
+        sent_before = len(outbox(app))
+        assert client.post(f"{API}/auth/register", json=body).status_code == 202  # new
+        with throttled.elsewhere() as other_address:
+            # The same email (now an account) from another address spends the same budget.
+            assert other_address.post(f"{API}/auth/register", json=body).status_code == 202
+            third = other_address.post(f"{API}/auth/register", json=body)
+            assert_problem(third, 429, "rate_limited")
+            assert (
+                other_address.post(
+                    f"{API}/auth/register",
+                    json={"email": throttled.email(), "password": DEFAULT_PASSWORD},
+                ).status_code
+                == 202
+            )
+        assert_problem(client.post(f"{API}/auth/register", json=body), 429, "rate_limited")
+        assert len(outbox(app)) - sent_before == 1  # this app's mails; the other sent its own
 
 
 def test_recovery_is_throttled_per_email_and_per_address(throttled: Throttled) -> None:
