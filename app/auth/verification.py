@@ -250,6 +250,12 @@ async def request_verification(
                 settings.VERIFY_RESEND_MAX_PER_EMAIL,
                 kind="verify_resend_email_ip",
             ),
+            # Per email from everywhere: nobody floods a mailbox from many addresses.
+            Budget(
+                f"verify-resend:email:{email}",
+                settings.VERIFY_RESEND_MAX_PER_EMAIL_ALL_ADDRESSES,
+                kind="verify_resend_email",
+            ),
         ],
         settings.VERIFY_RESEND_WINDOW_SECONDS,
     )

@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     # and client address, like recovery's.
     VERIFY_RESEND_MAX_PER_IP: int = Field(default=5, ge=1)
     VERIFY_RESEND_MAX_PER_EMAIL: int = Field(default=3, ge=1)
+    # Per email from every address: the ceiling that stops flooding a mailbox from many.
+    VERIFY_RESEND_MAX_PER_EMAIL_ALL_ADDRESSES: int = Field(default=20, ge=1)
     VERIFY_RESEND_WINDOW_SECONDS: int = Field(default=3600, ge=1)
 
     MAIL_BACKEND: Literal["console", "smtp", "memory"] | None = None

@@ -83,6 +83,7 @@ THROTTLE_KINDS = (
     "recovery_email",
     "verify_resend_ip",
     "verify_resend_email_ip",
+    "verify_resend_email",
     "confirm",
 )
 SIGN_IN_FAILURE_REASONS = ("unknown_account", "wrong_password", "inactive")

@@ -358,6 +358,26 @@ def test_resend_is_throttled_per_address_and_per_email(make_app: Callable[..., F
         assert '"email-verification"' in spent.headers["ratelimit-policy"]
 
 
+def test_resend_has_a_ceiling_per_email_from_every_address(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    """Spread over many addresses, requests for one email stop at the email-wide ceiling:
+    nobody floods a mailbox with confirmation links."""
+    app = make_app(**ON, VERIFY_RESEND_MAX_PER_EMAIL_ALL_ADDRESSES=3)
+    _addresses(app)
+    with TestClient(app) as client:
+        email = unique_email("flood")
+        answers = [
+            client.post(RESEND, json={"email": email}, headers={"X-Test-Address": f"192.0.2.{n}"})
+            for n in range(1, 5)
+        ]
+        assert [answer.status_code for answer in answers] == [202, 202, 202, 429]
+        assert_problem(answers[-1], 429, "rate_limited")
+        # Other emails are untouched.
+        fresh = {"email": unique_email()}
+        assert client.post(RESEND, json=fresh, headers={"X-Test-Address": "192.0.2.9"}).is_success
+
+
 @pytest.mark.parametrize(
     "body", [{}, {"email": "not-an-email"}, {"email": "a@example.com", "x": 1}]
 )
