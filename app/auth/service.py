@@ -278,7 +278,14 @@ async def _repeated_refresh(
     access token. None for any other reuse."""
     rotated = auth_session.rotated_at
     grace = timedelta(seconds=auth.settings.REFRESH_REUSE_GRACE_SECONDS)
-    if auth_session.previous_refresh_jti != jti or rotated is None or now - rotated >= grace:
+    # `now` was read before this request waited for the session's lock, so a rotation that
+    # happened meanwhile is "in the future" (now - rotated < 0): no grace means no repeats.
+    if (
+        not grace
+        or auth_session.previous_refresh_jti != jti
+        or rotated is None
+        or now - rotated >= grace
+    ):
         return None
     user = await session.get(User, auth_session.user_id)
     if user is None or not user.is_active or auth_session.expires_at <= now:
