@@ -13,10 +13,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from app.auth.verification import SIGN_UP_ACCEPTED
+from app.core.models import utcnow
 from app.core.security import TokenType
 from tests.auth.helpers import (
     auth_of,
     comparable,
+    execute,
     make_token,
     outbox,
     reset_token_from,
@@ -399,6 +401,22 @@ def test_concurrent_refreshes_with_one_token_only_one_wins(no_grace_client: Test
     with ThreadPoolExecutor(max_workers=4) as pool:
         statuses = sorted(pool.map(lambda _: use(), range(4)))
     assert statuses == [200, 401, 401, 401]
+
+
+def test_a_reuse_that_waited_for_the_rotation_is_no_repeat_without_grace(
+    make_app: Callable[..., FastAPI], housekeeping_engine: Engine
+) -> None:
+    """A request reads the time before it waits for the session's lock, so the rotation it
+    waited for can be later than its own `now`; with no grace window that is still a reuse
+    (the race CI's PostgreSQL lane saw, made deterministic by dating the rotation ahead)."""
+    with TestClient(make_app(REFRESH_REUSE_GRACE_SECONDS=0)) as client:
+        user = new_user(client)
+        rotated = client.post(f"{API}/auth/refresh", json={"refresh_token": user.refresh_token})
+        assert rotated.status_code == 200
+        later = (utcnow() + timedelta(seconds=5)).isoformat()
+        execute(housekeeping_engine, "UPDATE auth_session SET rotated_at = :later", later=later)
+        reused = client.post(f"{API}/auth/refresh", json={"refresh_token": user.refresh_token})
+        assert_problem(reused, 401, "invalid_refresh_token")
 
 
 def test_two_tabs_refreshing_at_once_both_stay_signed_in_with_one_successor(
