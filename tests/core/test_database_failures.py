@@ -10,6 +10,7 @@ clock; the only wall-clock bound is the hang guard (pytest-timeout), ten times t
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -19,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from app.main import create_app
 from tests.conftest import settings_for
-from tests.factories import API, make_task, new_user
+from tests.factories import API, SignedInUser, make_task, new_user
 from tests.helpers import POSTGRES_ONLY_REASON, ManualClock, assert_problem, is_postgres
 from tests.proxy import Mode, TcpProxy, proxy_to
 
@@ -52,6 +53,16 @@ def proxied_app(
     return create_app(settings, clock=clock), clock
 
 
+@pytest.fixture
+def seeded(make_app: Callable[..., FastAPI]) -> tuple[SignedInUser, dict[str, Any]]:
+    """A user and a task, made through an app with the usual bounds: the tight ones of the
+    app under test are for the failure, not for setting up on a loaded CI machine. (A
+    fixture: building an app configures logging, which must happen before caplog starts.)"""
+    with TestClient(make_app()) as setup:
+        user = new_user(setup)
+        return user, make_task(setup, user, title="before")
+
+
 def _unavailable(response: object) -> None:
     body = assert_problem(response, 503, "database_unavailable")  # type: ignore[arg-type]
     assert "nothing was changed" in body["detail"]
@@ -63,11 +74,13 @@ def test_a_stalled_database_is_a_503_within_the_bound_and_the_app_recovers(
     proxied_app: tuple[FastAPI, ManualClock],
     proxy: TcpProxy,
     caplog: pytest.LogCaptureFixture,
+    seeded: tuple[SignedInUser, dict[str, Any]],
 ) -> None:
     app, clock = proxied_app
+    user, task = seeded
     with TestClient(app) as client:
-        user = new_user(client)
-        task = make_task(client, user)
+        # A pooled connection first, so the stall meets a statement (the bound under test).
+        assert client.get(f"{API}/tasks/{task['id']}", headers=user.headers).status_code == 200
         proxy.set_mode(Mode.STALL)
         with caplog.at_level(logging.WARNING, logger="app.core.db.transaction"):
             _unavailable(client.get(f"{API}/tasks/{task['id']}", headers=user.headers))
@@ -91,12 +104,13 @@ def test_a_stalled_database_is_a_503_within_the_bound_and_the_app_recovers(
 
 @pytest.mark.timeout(10 * 20 * BOUND)
 def test_an_unreachable_database_is_a_503_and_is_not_stormed_with_connections(
-    proxied_app: tuple[FastAPI, ManualClock], proxy: TcpProxy
+    proxied_app: tuple[FastAPI, ManualClock],
+    proxy: TcpProxy,
+    seeded: tuple[SignedInUser, dict[str, Any]],
 ) -> None:
     app, clock = proxied_app
+    user, task = seeded
     with TestClient(app) as client:
-        user = new_user(client)
-        task = make_task(client, user)
         proxy.set_mode(Mode.REFUSE)
         proxy.drop_all()
         before = proxy.accepted
@@ -116,14 +130,16 @@ def test_an_unreachable_database_is_a_503_and_is_not_stormed_with_connections(
 
 
 def test_a_lock_wait_past_the_statement_bound_is_a_503(
-    make_app: Callable[..., FastAPI], database_url: str, housekeeping_engine: Engine
+    make_app: Callable[..., FastAPI],
+    database_url: str,
+    housekeeping_engine: Engine,
+    seeded: tuple[SignedInUser, dict[str, Any]],
 ) -> None:
     """A write waiting for a lock another transaction holds: on SQLite the busy timeout, on
     PostgreSQL the client-side statement bound; either way a 503, and the row is unchanged."""
+    user, task = seeded
     app = make_app(**FAST)
     with TestClient(app) as client:
-        user = new_user(client)
-        task = make_task(client, user, title="before")
         if is_postgres(database_url):
             with housekeeping_engine.connect() as holder:
                 holder.execute(text("SELECT id FROM task WHERE title = 'before' FOR UPDATE"))
