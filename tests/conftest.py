@@ -9,6 +9,7 @@
   the `app` fixture clears it after every test.
 """
 
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -121,6 +122,27 @@ def pytest_report_header() -> list[str]:
         f"fuzzing: {mode}, SCHEMATHESIS_SEED={fuzzing.SEED} FUZZ_EXAMPLES={fuzzing.EXAMPLES}"
         " (set both to replay this run)"
     ]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Collect garbage only between tests, never inside one.
+
+    Twice a CI lane hung for good (SQLite, under coverage, CPython 3.11.7) with the main thread
+    inside a collection that an allocation had started, running a weakref callback while the
+    app's worker threads (aiosqlite's, AnyIO's, the test client's portal) ran: a collection at
+    an arbitrary point of a multi-threaded test. Between tests those threads are idle, so the
+    collector runs there (teardown, below) and is off meanwhile.
+    """
+    gc.collect()
+    gc.freeze()  # what collection and imports built: never garbage, no need to walk it again
+    gc.disable()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After every fixture of the test is torn down: the collection the test did not run."""
+    yield
+    gc.collect()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
