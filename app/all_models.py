@@ -5,13 +5,16 @@ from app.core.rate_limit import rate_limit_counter
 from app.labels.models import Label
 from app.projects.models import Project
 from app.quotas.models import UsageCounter
+from app.sharing.models import Invitation, ProjectMember
 from app.tasks.models import Task, TaskLabel
 from app.users.models import User
 
 __all__ = [
     "AuthSession",
+    "Invitation",
     "Label",
     "Project",
+    "ProjectMember",
     "Task",
     "TaskLabel",
     "UsageCounter",

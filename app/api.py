@@ -5,6 +5,7 @@ from fastapi import APIRouter, FastAPI
 from app.auth.router import router as auth_router
 from app.labels.router import router as labels_router
 from app.projects.router import router as projects_router
+from app.sharing.router import router as sharing_router
 from app.tasks.router import router as tasks_router
 from app.trash.router import router as trash_router
 from app.users.router import router as users_router
@@ -19,11 +20,13 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     labels_router,
     auth_router,
     trash_router,
+    sharing_router,
 )
 OPENAPI_TAGS = [
     {"name": "auth", "description": "Sign up, sign in, tokens, sessions and password recovery."},
     {"name": "users", "description": "Your account; other accounts for admins."},
     {"name": "projects", "description": "Projects hold tasks; every account has an Inbox."},
+    {"name": "sharing", "description": "Members, roles and invitations of shared projects."},
     {"name": "labels", "description": "Labels to tag tasks with."},
     {"name": "tasks", "description": "Tasks and subtasks: filters, order, bulk changes."},
     {"name": "trash", "description": "Deleted projects and tasks, until they are purged."},

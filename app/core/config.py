@@ -176,6 +176,12 @@ class Settings(BaseSettings):
     QUOTA_TASKS: int = Field(default=5_000_000, ge=1)
     QUOTA_PROJECTS: int = Field(default=10_000, ge=1)
     QUOTA_LABELS: int = Field(default=10_000, ge=1)
+    # Sharing (app/sharing/): members plus pending invitations of one project, projects shared
+    # with one account, invitations one account has waiting, and how long an invitation lives.
+    PROJECT_MEMBERS_MAX: int = Field(default=100, ge=1, le=10_000)
+    SHARED_PROJECTS_PER_USER_MAX: int = Field(default=1_000, ge=1, le=100_000)
+    PENDING_INVITATIONS_PER_INVITER_MAX: int = Field(default=200, ge=1, le=100_000)
+    INVITATION_EXPIRE_HOURS: int = Field(default=7 * 24, ge=1, le=90 * 24)
 
     # OpenTelemetry tracing (app/core/tracing.py, the `tracing` extra), under the standard
     # names: off unless an exporter or an OTLP endpoint is set. OTLP goes over HTTP

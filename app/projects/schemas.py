@@ -11,6 +11,7 @@ from sqlmodel import Field
 from app.core.errors import describe_pattern
 from app.core.schemas import InputModel, Instant, PublicModel, examples, name_constraints
 from app.projects.models import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
+from app.sharing.models import Role
 
 # "#rrggbb"; shared by projects and labels.
 Color = Annotated[
@@ -81,6 +82,7 @@ class ProjectPublic(PublicModel):
     color: str | None
     is_archived: bool
     is_inbox: bool
+    role: Role = PydanticField(description="The caller's role in the project.")
     version: int
     created_at: Instant
     updated_at: Instant

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,6 +25,7 @@ from app.projects.schemas import ProjectPublic
 from app.quotas import service as quota_service
 from app.quotas.models import Resource
 from app.quotas.service import DEFAULT_QUOTAS, Quotas
+from app.sharing.models import ProjectMember, Role
 from app.tasks.models import Task
 
 PROJECT_KEYS = [SortKey(col(Project.created_at)), SortKey(col(Project.id))]
@@ -88,20 +89,51 @@ async def get_project(
     return project
 
 
+_PROJECT_FIELDS = [name for name in ProjectPublic.model_fields if name != "role"]
+
+
+def public(project: Project, role: Role) -> ProjectPublic:
+    """The project as the API shows it to someone with `role` in it."""
+    fields = {name: getattr(project, name) for name in _PROJECT_FIELDS}
+    return ProjectPublic(**fields, role=role)
+
+
 async def list_projects(
     session: AsyncSession,
     *,
-    owner_id: uuid.UUID,
+    user_id: uuid.UUID,
     page: PageParams,
     codec: CursorCodec,
     is_archived: bool | None = None,
+    shared: bool | None = None,
 ) -> Page[ProjectPublic]:
-    """The caller's live projects in creation order, optionally only (un)archived ones."""
-    statement = select(Project).where(
-        Project.owner_id == owner_id, col(Project.deleted_at).is_(None)
+    """The live projects the caller owns or is a member of, in creation order, each with the
+    caller's role; `shared` keeps only those shared with the caller (true) or their own.
+
+    The caller reaches at most QUOTA_PROJECTS own and SHARED_PROJECTS_PER_USER_MAX shared
+    projects, so the `OR` of the two costs a bounded sort, never a scan of everyone's.
+    """
+    member = ProjectMember
+    owned = col(Project.owner_id) == user_id
+    joined = col(member.user_id).is_not(None)
+    statement = (
+        select(Project, col(member.role))
+        .outerjoin(
+            member, and_(col(member.project_id) == Project.id, col(member.user_id) == user_id)
+        )
+        .where(col(Project.deleted_at).is_(None))
     )
+    if shared is None:
+        statement = statement.where(or_(owned, joined))
+    else:
+        statement = statement.where(joined if shared else owned)
     if is_archived is not None:
         statement = statement.where(col(Project.is_archived).is_(is_archived))
+
+    def to_item(row: Any) -> ProjectPublic:
+        project, role = row
+        return public(project, Role(role) if role is not None else Role.OWNER)
+
     return await paginate(
         session,
         statement,
@@ -109,8 +141,8 @@ async def list_projects(
         page=page,
         codec=codec,
         scope="projects",
-        key_of=lambda project: [project.created_at, project.id],
-        to_item=lambda project: ProjectPublic.model_validate(project, from_attributes=True),
+        key_of=lambda row: [row[0].created_at, row[0].id],
+        to_item=to_item,
     )
 
 

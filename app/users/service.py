@@ -18,6 +18,7 @@ from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.core.schemas import canonical_email
 from app.core.security import PasswordHasher
 from app.core.sql import LIKE_ESCAPE, contains_pattern
+from app.sharing import service as sharing_service
 from app.users.exceptions import EmailTaken, LastAdmin, UserNotFound
 from app.users.models import Role, User
 from app.users.schemas import UserCreate, UserPublic, UserUpdate, UserUpdateMe
@@ -244,8 +245,10 @@ async def admin_update_user(
 
 
 async def delete_user(session: AsyncSession, user: User) -> None:
-    """Delete the account; the database cascades to everything it owns."""
+    """Delete the account; the database cascades to everything it owns. Refused (409
+    `owns_shared_projects`) while it owns a project other people are members of."""
     await _guard_last_admin(session, user, {"_delete": True})
+    await sharing_service.ensure_no_shared_projects(session, user)
     await session.delete(user)
     await session.flush()
 

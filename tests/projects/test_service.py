@@ -54,9 +54,9 @@ async def test_list_hides_trash_and_filters_archived(db_session: AsyncSession) -
     await service.trash_project(db_session, gone)
     codec = CursorCodec("s")
     page = PageParams(limit=10, cursor=None, include_total=True)
-    everything = await service.list_projects(db_session, owner_id=owner, page=page, codec=codec)
+    everything = await service.list_projects(db_session, user_id=owner, page=page, codec=codec)
     assert (everything.total, [p.name for p in everything.items]) == (2, ["Inbox", "a"])
     only = await service.list_projects(
-        db_session, owner_id=owner, page=page, codec=codec, is_archived=True
+        db_session, user_id=owner, page=page, codec=codec, is_archived=True
     )
     assert [p.id for p in only.items] == [archived.id]
