@@ -1,5 +1,6 @@
 """Every table model, imported once so the metadata is complete (Alembic, tests)."""
 
+from app.activity.models import ChangeRecord
 from app.auth.models import AuthSession
 from app.core.rate_limit import rate_limit_counter
 from app.labels.models import Label
@@ -11,6 +12,7 @@ from app.users.models import User
 
 __all__ = [
     "AuthSession",
+    "ChangeRecord",
     "Invitation",
     "Label",
     "Project",

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter, FastAPI
 
+from app.activity.router import router as activity_router
 from app.auth.router import router as auth_router
 from app.labels.router import router as labels_router
 from app.projects.router import router as projects_router
@@ -21,12 +22,14 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     auth_router,
     trash_router,
     sharing_router,
+    activity_router,
 )
 OPENAPI_TAGS = [
     {"name": "auth", "description": "Sign up, sign in, tokens, sessions and password recovery."},
     {"name": "users", "description": "Your account; other accounts for admins."},
     {"name": "projects", "description": "Projects hold tasks; every account has an Inbox."},
     {"name": "sharing", "description": "Members, roles and invitations of shared projects."},
+    {"name": "activity", "description": "Who changed what, and when: the change log's view."},
     {"name": "labels", "description": "Labels to tag tasks with."},
     {"name": "tasks", "description": "Tasks and subtasks: filters, order, bulk changes."},
     {"name": "trash", "description": "Deleted projects and tasks, until they are purged."},

@@ -10,6 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.activity import service as activity
+from app.activity.models import EntityType, Verb
 from app.core.db.errors import is_unique_violation
 from app.core.errors import ReferenceNotFound
 from app.core.http import check_if_match
@@ -111,6 +113,21 @@ async def _flush_unique_name(session: AsyncSession, label: Label) -> None:
         raise LabelNameTaken() from exc
 
 
+async def _record(
+    session: AsyncSession, label: Label, verb: Verb, changes: Mapping[str, Any]
+) -> None:
+    # Labels belong to an account, not a project: their records name no project.
+    await activity.record(
+        session,
+        actor_id=label.owner_id,
+        verb=verb,
+        entity_type=EntityType.LABEL,
+        entity_id=label.id,
+        project_id=None,
+        changes=changes,
+    )
+
+
 async def create_label(
     session: AsyncSession,
     *,
@@ -127,6 +144,7 @@ async def create_label(
     label = Label(owner_id=owner_id, name=name, name_key=key, color=color)
     session.add(label)
     await _flush_unique_name(session, label)
+    await _record(session, label, Verb.CREATE, activity.created({"name": name, "color": color}))
     return label
 
 
@@ -150,6 +168,7 @@ async def update_label(
 ) -> Label:
     """Rename or recolour a label; 409 on a name the caller uses, 412 on a stale `if_match`."""
     check_if_match(if_match, label.version)
+    before = {"name": label.name, "color": label.color}
     changed = False
     if "name" in changes and changes["name"] != label.name:
         key = name_key(changes["name"])
@@ -165,12 +184,15 @@ async def update_label(
         session.add(label)
         await _flush_unique_name(session, label)
         await _touch_tasks_carrying(session, label.id, now)
+        after = {"name": label.name, "color": label.color}
+        await _record(session, label, Verb.UPDATE, activity.diff(before, after))
     return label
 
 
 async def delete_label(session: AsyncSession, label: Label, *, if_match: str | None = None) -> None:
     """Delete a label for good; the tasks carrying it lose it (and change version)."""
     check_if_match(if_match, label.version)
+    await _record(session, label, Verb.DELETE, {"name": [label.name, None]})
     await _touch_tasks_carrying(session, label.id, utcnow())
     await session.delete(label)
     await flush_versioned(session, label)

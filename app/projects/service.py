@@ -9,6 +9,8 @@ from sqlalchemy import and_, bindparam, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.activity import service as activity
+from app.activity.models import EntityType, Verb
 from app.core.db import DriverQuery
 from app.core.http import check_if_match
 from app.core.models import table_of, utcnow
@@ -32,6 +34,32 @@ PROJECT_KEYS = [SortKey(col(Project.created_at)), SortKey(col(Project.id))]
 UPDATABLE_FIELDS = frozenset({"name", "description", "color", "is_archived"})
 
 
+async def record_change(
+    session: AsyncSession,
+    project: Project,
+    verb: Verb,
+    changes: Mapping[str, Any],
+    *,
+    actor_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> None:
+    """The project's change record (by its owner unless `actor_id` says who)."""
+    await activity.record(
+        session,
+        actor_id=actor_id or project.owner_id,
+        verb=verb,
+        entity_type=EntityType.PROJECT,
+        entity_id=project.id,
+        project_id=project.id,
+        changes=changes,
+        now=now,
+    )
+
+
+def _fields(project: Project) -> dict[str, Any]:
+    return {name: getattr(project, name) for name in sorted(UPDATABLE_FIELDS)}
+
+
 async def create_inbox(session: AsyncSession, *, owner_id: uuid.UUID) -> Project:
     """Give a new user their Inbox, the default project for tasks."""
     await quota_service.charge(
@@ -40,6 +68,7 @@ async def create_inbox(session: AsyncSession, *, owner_id: uuid.UUID) -> Project
     inbox = Project(owner_id=owner_id, name=INBOX_NAME, is_inbox=True)
     session.add(inbox)
     await session.flush()
+    await record_change(session, inbox, Verb.CREATE, activity.created(_fields(inbox)))
     return inbox
 
 
@@ -169,6 +198,7 @@ async def create_project(
     )
     session.add(project)
     await session.flush()
+    await record_change(session, project, Verb.CREATE, activity.created(_fields(project)))
     return project
 
 
@@ -183,6 +213,7 @@ async def update_project(
     check_if_match(if_match, project.version)
     if project.is_inbox and changes.get("is_archived"):
         raise InboxUnarchivable()
+    before = _fields(project)
     changed = False
     for field, value in changes.items():
         if field in UPDATABLE_FIELDS and getattr(project, field) != value:
@@ -192,6 +223,7 @@ async def update_project(
         touch(project)
         session.add(project)
         await flush_versioned(session, project)
+        await record_change(session, project, Verb.UPDATE, activity.diff(before, _fields(project)))
     return project
 
 
@@ -218,6 +250,8 @@ async def trash_project(
         .values(deleted_at=now, trashed_with=project.id, **bumped(Task.version, now))
         .execution_options(synchronize_session=False)
     )
+    # One record: its tasks went with it (`trashed_with`).
+    await record_change(session, project, Verb.DELETE, activity.diff({}, {"deleted_at": now}))
 
 
 async def restore_project(
@@ -227,6 +261,7 @@ async def restore_project(
     if project.deleted_at is None:
         raise ProjectNotInTrash()
     now = now or utcnow()
+    trashed_at = project.deleted_at
     project.deleted_at = None
     touch(project, now=now)
     session.add(project)
@@ -237,4 +272,6 @@ async def restore_project(
         .values(deleted_at=None, trashed_with=None, **bumped(Task.version, now))
         .execution_options(synchronize_session=False)
     )
+    changes = activity.diff({"deleted_at": trashed_at}, {"deleted_at": None})
+    await record_change(session, project, Verb.RESTORE, changes, now=now)
     return project

@@ -16,12 +16,15 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.activity import service as activity
+from app.activity.models import EntityType, Verb
 from app.core.config import Settings
 from app.core.errors import ReferenceNotFound
 from app.core.mail import Mail
 from app.core.models import utcnow
 from app.core.versioning import bumped, flush_versioned, touch
 from app.labels.models import Label, name_key
+from app.projects import service as project_service
 from app.projects.exceptions import ProjectNotFound
 from app.projects.models import Project
 from app.quotas import service as quota_service
@@ -187,6 +190,29 @@ async def _check_room_for_member(
         raise _limit_reached("project_members", cap)
 
 
+async def _record(
+    session: AsyncSession,
+    *,
+    actor_id: uuid.UUID,
+    verb: Verb,
+    entity_type: EntityType,
+    entity_id: uuid.UUID,
+    project_id: uuid.UUID,
+    changes: dict[str, list[object]],
+    now: datetime | None = None,
+) -> None:
+    await activity.record(
+        session,
+        actor_id=actor_id,
+        verb=verb,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        project_id=project_id,
+        changes=changes,
+        now=now,
+    )
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -279,6 +305,17 @@ async def invite(
     )
     session.add(invitation)
     await session.flush()
+    # No address in the record: members read the project's activity.
+    await _record(
+        session,
+        actor_id=inviter.id,
+        verb=Verb.CREATE,
+        entity_type=EntityType.INVITATION,
+        entity_id=invitation.id,
+        project_id=project.id,
+        changes={"role": [None, role.value]},
+        now=now,
+    )
     mail = _invitation_mail(
         settings, inviter=inviter, project=project, address=email, role=role, token=token
     )
@@ -312,6 +349,15 @@ async def withdraw_invitation(
     )
     if result.rowcount == 0:
         raise InvitationNotFound()
+    await _record(
+        session,
+        actor_id=access.project.owner_id,
+        verb=Verb.DELETE,
+        entity_type=EntityType.INVITATION,
+        entity_id=invitation_id,
+        project_id=access.project.id,
+        changes={},
+    )
 
 
 async def invitations_for(
@@ -390,6 +436,16 @@ async def accept_invitation(
             session.add(
                 ProjectMember(project_id=project.id, user_id=user.id, role=role, created_at=now)
             )
+            await _record(
+                session,
+                actor_id=user.id,
+                verb=Verb.CREATE,
+                entity_type=EntityType.MEMBERSHIP,
+                entity_id=user.id,
+                project_id=project.id,
+                changes={"role": [None, role.value]},
+                now=now,
+            )
         await session.flush()
         role = Role(existing.role) if existing is not None else role
     else:
@@ -403,6 +459,15 @@ async def decline_invitation(
 ) -> None:
     """Say no: the invitation is deleted, nothing else changes."""
     invitation = await _invitation_by_token(session, user, token, now or utcnow())
+    await _record(
+        session,
+        actor_id=user.id,
+        verb=Verb.DELETE,
+        entity_type=EntityType.INVITATION,
+        entity_id=invitation.id,
+        project_id=invitation.project_id,
+        changes={"role": [Role(invitation.role).value, None]},
+    )
     await session.delete(invitation)
     await session.flush()
 
@@ -429,6 +494,15 @@ async def change_role(
     target = (await session.exec(select(User).where(User.id == user_id))).one()
     user_policy.ensure_verified(target)
     if member.role != role:
+        await _record(
+            session,
+            actor_id=access.project.owner_id,
+            verb=Verb.UPDATE,
+            entity_type=EntityType.MEMBERSHIP,
+            entity_id=user_id,
+            project_id=access.project.id,
+            changes={"role": [Role(member.role).value, role.value]},
+        )
         member.role = role
         session.add(member)
         await session.flush()
@@ -441,14 +515,29 @@ async def remove_member(
     """Take a member out of the project (the owner only): their access ends with this commit."""
     policy.check(access.role, Action.MANAGE_MEMBERS)
     member = await _member(session, access.project, user_id)
-    await session.delete(member)
-    await session.flush()
+    await _membership_ended(session, access.project, member, actor_id=access.project.owner_id)
 
 
 async def leave(session: AsyncSession, *, access: ProjectAccess, user_id: uuid.UUID) -> None:
     """The caller leaves a project shared with them (the owner must transfer it first)."""
     policy.check(access.role, Action.LEAVE)
-    await session.delete(await _member(session, access.project, user_id))
+    member = await _member(session, access.project, user_id)
+    await _membership_ended(session, access.project, member, actor_id=user_id)
+
+
+async def _membership_ended(
+    session: AsyncSession, project: Project, member: ProjectMember, *, actor_id: uuid.UUID
+) -> None:
+    await _record(
+        session,
+        actor_id=actor_id,
+        verb=Verb.DELETE,
+        entity_type=EntityType.MEMBERSHIP,
+        entity_id=member.user_id,
+        project_id=project.id,
+        changes={"role": [Role(member.role).value, None]},
+    )
+    await session.delete(member)
     await session.flush()
 
 
@@ -559,6 +648,28 @@ async def transfer(
         ProjectMember(project_id=project.id, user_id=old_owner, role=Role.EDITOR, created_at=now)
     )
     await session.flush()
+    for user_id, before, after in (
+        (to_user_id, Role(member.role), Role.OWNER),
+        (old_owner, Role.OWNER, Role.EDITOR),
+    ):
+        await _record(
+            session,
+            actor_id=old_owner,
+            verb=Verb.UPDATE,
+            entity_type=EntityType.MEMBERSHIP,
+            entity_id=user_id,
+            project_id=project.id,
+            changes={"role": [before.value, after.value]},
+            now=now,
+        )
+    await project_service.record_change(
+        session,
+        project,
+        Verb.UPDATE,
+        activity.diff({"owner_id": old_owner}, {"owner_id": to_user_id}),
+        actor_id=old_owner,
+        now=now,
+    )
     return ProjectAccess(project, Role.EDITOR)
 
 

@@ -34,7 +34,13 @@ async def get_owned_task_any(task_id: TaskId, user: ActiveUser, session: Session
     )
 
 
+async def get_owned_task_seen(task_id: TaskId, user: ActiveUser, session: SessionDep) -> Task:
+    """The caller's task, live or in the trash, unlocked (for reading its history)."""
+    return await service.get_task(session, owner_id=user.id, task_id=task_id, include_trashed=True)
+
+
 TaskForUpdate = Annotated[Task, Depends(get_owned_task_for_update)]
+TaskSeen = Annotated[Task, Depends(get_owned_task_seen)]
 TaskInTrashOrNot = Annotated[Task, Depends(get_owned_task_any)]
 
 

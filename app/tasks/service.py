@@ -18,6 +18,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.activity import service as activity
+from app.activity.models import EntityType, Verb
 from app.core.errors import referring
 from app.core.http import check_if_match
 from app.core.models import detached_instance, new_id, table_of, utcnow
@@ -229,10 +231,59 @@ async def _insert_task(
     if labels:
         links = [{"task_id": row["id"], "label_id": label.id} for label in labels]
         await session.exec(_INSERT_TASK_LABELS, params=links)
+    # The actor is the owner while only owners write tasks.
+    fields = {name: row[name] for name in LOGGED_FIELDS if name != "label_ids"}
+    await activity.record(
+        session,
+        actor_id=owner_id,
+        verb=Verb.CREATE,
+        entity_type=EntityType.TASK,
+        entity_id=row["id"],
+        project_id=project_id,
+        changes=activity.created({**fields, "label_ids": [label.id for label in labels]}),
+        now=now,
+    )
     return row, labels
 
 
 # Changing
+
+# The fields a task's change records show (old and new values).
+LOGGED_FIELDS = (
+    *rules.FIELD_COLUMNS,
+    "project_id",
+    "parent_id",
+    "position",
+    "label_ids",
+)
+
+
+def _logged(task: Task) -> dict[str, Any]:
+    values = {name: getattr(task, name) for name in LOGGED_FIELDS if name != "label_ids"}
+    values["label_ids"] = [label.id for label in task.labels]
+    return values
+
+
+async def _record_task(
+    session: AsyncSession,
+    task_id: uuid.UUID,
+    *,
+    actor_id: uuid.UUID,
+    verb: Verb,
+    project_id: uuid.UUID,
+    changes: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    await activity.record(
+        session,
+        actor_id=actor_id,
+        verb=verb,
+        entity_type=EntityType.TASK,
+        entity_id=task_id,
+        project_id=project_id,
+        changes=changes,
+        now=now,
+    )
 
 
 async def update_task(
@@ -250,6 +301,7 @@ async def update_task(
     """
     check_if_match(if_match, task.version)
     now = now or utcnow()
+    before = _logged(task)
     stored = {name: getattr(task, name) for name in rules.FIELD_COLUMNS}
     values = rules.field_changes(stored, changes, now=now)
     for name, value in values.items():
@@ -290,6 +342,15 @@ async def update_task(
         touch(task, now=now)
         session.add(task)
         await flush_versioned(session, task)
+        await _record_task(
+            session,
+            task.id,
+            actor_id=task.owner_id,
+            verb=Verb.UPDATE,
+            project_id=task.project_id,
+            changes=activity.diff(before, _logged(task)),
+            now=now,
+        )
     return task
 
 
@@ -326,6 +387,15 @@ async def patch_task(
     written = update(table_of(Task)).where(TASK.id == task_id).values(values)
     result = await session.exec(prebuilt.returning_document(written))
     document = TaskDocument.of_row(result.mappings().one())
+    await _record_task(
+        session,
+        task_id,
+        actor_id=owner_id,
+        verb=Verb.UPDATE,
+        project_id=stored["project_id"],
+        changes=activity.diff(stored, {k: v for k, v in values.items() if k in LOGGED_FIELDS}),
+        now=now,
+    )
     # So an instance of this task the session already holds does not keep the old values.
     held = session.sync_session.identity_map.get(identity_key(Task, task_id))
     if held is not None:
@@ -375,6 +445,16 @@ async def trash_task(
             # A bulk request may hold some of these rows: keep their versions in step.
             .execution_options(synchronize_session="fetch")
         )
+    # One record for the subtree: its subtasks went with it (`trashed_with`).
+    await _record_task(
+        session,
+        task.id,
+        actor_id=task.owner_id,
+        verb=Verb.DELETE,
+        project_id=task.project_id,
+        changes={**activity.diff({}, {"deleted_at": now}), "subtasks": [None, len(descendant_ids)]},
+        now=now,
+    )
     return descendant_ids
 
 
@@ -403,6 +483,7 @@ async def restore_task(session: AsyncSession, task: Task, *, now: datetime | Non
     await tree.check_restore(session, task, subtree)
     now = now or utcnow()
     restored_ids = [task.id, *(task_id for task_id, _ in subtree)]
+    trashed_at = task.deleted_at
     await tree.lock_in_order(session, restored_ids, owner_id=task.owner_id)
     await ordering.free_keys(session, restored_ids, project_id=task.project_id, now=now)
     task.deleted_at = None
@@ -420,4 +501,16 @@ async def restore_task(session: AsyncSession, task: Task, *, now: datetime | Non
     if parent is not None and parent.project_id != task.project_id:
         await ordering.move_to_project(session, task, parent.project_id, now)
         await flush_versioned(session, task)
+    await _record_task(
+        session,
+        task.id,
+        actor_id=task.owner_id,
+        verb=Verb.RESTORE,
+        project_id=task.project_id,
+        changes={
+            **activity.diff({"deleted_at": trashed_at}, {"deleted_at": None}),
+            "subtasks": [None, len(subtree)],
+        },
+        now=now,
+    )
     return task

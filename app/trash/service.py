@@ -10,6 +10,8 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.activity import service as activity
+from app.activity.models import EntityType
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
 from app.projects.models import Project
 from app.quotas import service as quota_service
@@ -85,7 +87,7 @@ async def purge_expired_trash(
     for _ in range(_PURGE_ATTEMPTS):
         plan = await _purge_plan(session, cutoff=now - retention)
         if await _lock_plan(session, plan):
-            return await _carry_out(session, plan)
+            return await _carry_out(session, plan, now)
         # Something was restored or changed between reading and locking: read again.
         await session.rollback()
     raise PurgeInterrupted()
@@ -99,6 +101,8 @@ _CHUNK = 5_000
 class _PurgePlan(NamedTuple):
     tasks: list[uuid.UUID]
     projects: list[uuid.UUID]
+    # Each doomed task's project (for its change record).
+    project_of: dict[uuid.UUID, uuid.UUID]
     # Per owner, how many tasks and projects go: their usage counters go down by as many.
     owners: dict[tuple[uuid.UUID, Resource], int]
 
@@ -148,7 +152,8 @@ async def _purge_plan(session: AsyncSession, *, cutoff: datetime) -> _PurgePlan:
         chunk = projects[start : start + _CHUNK]
         owned = select(col(Project.owner_id)).where(col(Project.id).in_(chunk))
         owners.update((owner, Resource.PROJECTS) for owner in (await session.exec(owned)).all())
-    return _PurgePlan(doomed, projects, dict(owners))
+    project_of = {row[0]: row[2] for row in rows}
+    return _PurgePlan(doomed, projects, {t: project_of[t] for t in doomed}, dict(owners))
 
 
 async def _all_trashed_and_locked(
@@ -192,7 +197,7 @@ async def _lock_plan(session: AsyncSession, plan: _PurgePlan) -> bool:
     return True
 
 
-async def _carry_out(session: AsyncSession, plan: _PurgePlan) -> PurgeResult:
+async def _carry_out(session: AsyncSession, plan: _PurgePlan, now: datetime) -> PurgeResult:
     for start in range(0, len(plan.tasks), _CHUNK):
         chunk = plan.tasks[start : start + _CHUNK]
         # No task-to-task cascade: each row goes by this DELETE, whatever the tree's depth
@@ -206,4 +211,17 @@ async def _carry_out(session: AsyncSession, plan: _PurgePlan) -> PurgeResult:
         await session.exec(delete(Project).where(col(Project.id).in_(chunk)))
     for (owner_id, resource), amount in plan.owners.items():
         await quota_service.refund(session, owner_id=owner_id, resource=resource, amount=amount)
+    # A record for each project and each task deleted for good, outside a purged project
+    # (those went with it, as they went to the trash with it).
+    purged = set(plan.projects)
+    await activity.record_purged(
+        session,
+        [(EntityType.PROJECT, project_id, project_id) for project_id in plan.projects]
+        + [
+            (EntityType.TASK, task_id, plan.project_of[task_id])
+            for task_id in plan.tasks
+            if plan.project_of[task_id] not in purged
+        ],
+        now=now,
+    )
     return PurgeResult(tasks=len(plan.tasks), projects=len(plan.projects))

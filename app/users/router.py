@@ -168,7 +168,11 @@ async def read_user(user: AdministeredUser) -> UserPublic:
     responses=problem_responses(401, 403, 404, 409),
 )
 async def update_user(
-    data: UserUpdateBody, user: AdministeredUser, session: SessionDep, auth: AuthDep
+    data: UserUpdateBody,
+    user: AdministeredUser,
+    admin: AdminUser,
+    session: SessionDep,
+    auth: AuthDep,
 ) -> UserPublic:
     """Change any field of an account; deactivating it or setting its password signs it out.
 
@@ -181,6 +185,7 @@ async def update_user(
             user=user,
             data=data,
             verification=auth.settings.email_verification_enabled,
+            admin_id=admin.id,
         )
     )
 
@@ -191,6 +196,7 @@ async def update_user(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 409),
 )
-async def delete_user(user: AdministeredUser, session: SessionDep) -> None:
-    """Delete an account and everything it owns."""
-    await service.delete_user(session, user)
+async def delete_user(user: AdministeredUser, admin: AdminUser, session: SessionDep) -> None:
+    """Delete an account and everything it owns (409 `owns_shared_projects` while it owns a
+    project others are members of)."""
+    await service.delete_user(session, user, admin_id=admin.id)

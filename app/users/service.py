@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.activity import service as activity
+from app.activity.models import EntityType, Verb
 from app.core.db.errors import is_unique_violation
 from app.core.mail import Mail
 from app.core.models import utcnow
@@ -214,9 +216,10 @@ async def admin_update_user(
     user: User,
     data: UserUpdate,
     verification: bool = False,
+    admin_id: uuid.UUID | None = None,
 ) -> User:
     """An admin's changes to any account; a new password or email, or deactivation, signs
-    it out.
+    it out. An audit entry (`admin_id` the admin) records the fields it changed.
 
     A new email takes effect at once and drops a pending change; with `verification` on it
     counts as unconfirmed unless the same request sets `email_verified`, which marks the
@@ -225,6 +228,7 @@ async def admin_update_user(
     from app.auth import service as auth_service
 
     changes = data.model_dump(exclude_unset=True, exclude={"password", "email_verified"})
+    audited = {name: getattr(user, name) for name in [*changes, "email_verified"]}
     if data.password:
         auth_service.ensure_password_not_email(data.password, changes.get("email") or user.email)
     hashed = await hasher.hash(data.password) if data.password else None
@@ -238,17 +242,46 @@ async def admin_update_user(
             user.email_verified_at = None
     if verified is not None and verified != user.email_verified:
         user.email_verified_at = utcnow() if verified else None
+    after = {**changes, "email_verified": user.email_verified}
+    if hashed is not None:  # never the hash itself
+        audited["password"], after["password"] = "unchanged", "reset"
     updated = await update_user(session, user, changes, hashed_password=hashed)
+    await _audit(session, user, Verb.UPDATE, activity.diff(audited, after), admin_id=admin_id)
     if changes.get("is_active") is False or hashed is not None or new_email:
         await auth_service.revoke_all_sessions(session, user_id=user.id)
     return updated
 
 
-async def delete_user(session: AsyncSession, user: User) -> None:
+async def _audit(
+    session: AsyncSession,
+    user: User,
+    verb: Verb,
+    changes: Mapping[str, Any],
+    *,
+    admin_id: uuid.UUID | None,
+) -> None:
+    # In the change log's sequence, never served to clients (activity.SERVED_TYPES).
+    await activity.record(
+        session,
+        actor_id=admin_id,
+        verb=verb,
+        entity_type=EntityType.ACCOUNT,
+        entity_id=user.id,
+        project_id=None,
+        changes=changes,
+    )
+
+
+async def delete_user(
+    session: AsyncSession, user: User, *, admin_id: uuid.UUID | None = None
+) -> None:
     """Delete the account; the database cascades to everything it owns. Refused (409
-    `owns_shared_projects`) while it owns a project other people are members of."""
+    `owns_shared_projects`) while it owns a project other people are members of. Deleted
+    by an admin (`admin_id`): an audit entry says so."""
     await _guard_last_admin(session, user, {"_delete": True})
     await sharing_service.ensure_no_shared_projects(session, user)
+    if admin_id is not None:
+        await _audit(session, user, Verb.DELETE, {"email": [user.email, None]}, admin_id=admin_id)
     await session.delete(user)
     await session.flush()
 

@@ -420,3 +420,26 @@ def test_the_projects_shared_with_one_account_are_capped(make_app: Callable[...,
         over = _accept(client, member, last_invitation_token(app, member.email))
         body = assert_problem(over, 409, "quota_exceeded")
         assert (body["resource"], body["limit"]) == ("shared_projects", 1)
+
+
+@pytest.mark.postgres
+def test_a_removed_member_loses_access_at_once_through_another_server_too(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    """Two apps on one PostgreSQL stand for two server processes: each has its own pools and
+    caches, so nothing one remembers can let the removed member in through the other."""
+    first, second = make_app(), make_app()
+    with TestClient(first) as one, TestClient(second) as other:
+        owner, member = new_user(one), new_user(one)
+        project = make_project(one, owner)
+        share(one, first, owner, project["id"], member, "editor")
+        url = f"{API}/projects/{project['id']}"
+        # The member's reads through the second server warm whatever it caches.
+        for _ in range(3):
+            assert other.get(url, headers=member.headers).status_code == 200
+            assert other.get(f"{url}/members", headers=member.headers).status_code == 200
+        removed = one.delete(f"{url}/members/{member.id}", headers=owner.headers)
+        assert removed.status_code == 204
+        assert_problem(other.get(url, headers=member.headers), 404, "project_not_found")
+        assert_problem(other.get(f"{url}/members", headers=member.headers), 404)
+        assert project["id"] not in [p["id"] for p in walk(other, member, "/projects")]

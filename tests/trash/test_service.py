@@ -151,3 +151,30 @@ async def test_purge_works_for_a_chain_of_any_depth(db_session: AsyncSession) ->
     await db_session.commit()
     assert result.tasks == len(chain)
     assert (await db_session.exec(select(Task.id).where(Task.owner_id == owner))).all() == []
+
+
+@pytest.mark.anyio
+async def test_a_purge_writes_one_record_per_row_it_deletes_outside_a_purged_project(
+    db_session: AsyncSession,
+) -> None:
+    from app.activity import service as activity
+
+    owner = (await make_user(db_session)).id
+    base = datetime(2030, 1, 1, tzinfo=UTC)
+    project = await project_service.create_project(db_session, owner_id=owner, name="p")
+    await task_service.create_task(db_session, owner_id=owner, title="in p", project_id=project.id)
+    loose = await task_service.create_task(db_session, owner_id=owner, title="loose")
+    await project_service.trash_project(db_session, project, now=base)
+    await task_service.trash_task(db_session, loose, now=base)
+    await db_session.commit()
+    seen = [record.seq for record in await activity.read_after(db_session, after=0, limit=100)]
+    await db_session.commit()
+    result = await service.purge_expired_trash(
+        db_session, now=base + RETENTION + timedelta(days=1), retention=RETENTION
+    )
+    await db_session.commit()
+    assert (result.tasks, result.projects) == (2, 1)
+    purged = await activity.read_after(db_session, after=max(seen), limit=100)
+    assert sorted((r.verb, r.entity_type, r.entity_id, r.actor_id) for r in purged) == sorted(
+        [("purge", "project", project.id, None), ("purge", "task", loose.id, None)]
+    )
