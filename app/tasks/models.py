@@ -197,6 +197,9 @@ class Task(UUIDPrimaryKey, Timestamps, table=True):
     # The project or task whose deletion put this row in the trash along with it; restoring
     # that one restores exactly these rows. Null for a row deleted on its own (a trash root).
     trashed_with: uuid.UUID | None = Field(default=None, nullable=True)
+    # Who made it (kept when it moves, and when its project changes owner). No foreign key:
+    # the id stays after that account is deleted, and is then shown as a deleted user.
+    created_by_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
 
     labels: list[Label] = Relationship(
         link_model=TaskLabel,

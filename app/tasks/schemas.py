@@ -165,7 +165,10 @@ class TaskPublic(PublicModel):
     """A task as the API shows it; instants are ISO 8601 with their UTC offset."""
 
     id: uuid.UUID
-    owner_id: uuid.UUID
+    owner_id: uuid.UUID = Field(description="The owner of the task's project.")
+    created_by_id: uuid.UUID | None = Field(
+        description="Who made the task (an account that may since have been deleted)."
+    )
     project_id: uuid.UUID
     parent_id: uuid.UUID | None
     title: str

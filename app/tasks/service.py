@@ -211,6 +211,7 @@ async def _insert_task(
         **_NEW_TASK_ROW,
         "id": new_id(),
         "owner_id": owner_id,
+        "created_by_id": owner_id,  # the creator: the owner while only owners write tasks
         "project_id": project_id,
         "parent_id": parent_id,
         "title": title,

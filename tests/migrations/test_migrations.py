@@ -148,10 +148,15 @@ def test_duplicate_live_positions_are_separated_before_the_unique_index(
             ordered = connection.execute(
                 text("SELECT title, position FROM task ORDER BY position")
             ).all()
+            # Tasks made before `created_by_id` were made by their owner (the only one who could).
+            made_by_owner = connection.execute(
+                text("SELECT count(*) FROM task WHERE created_by_id = owner_id")
+            ).scalar_one()
     finally:
         engine.dispose()
     assert [title for title, _ in ordered] == ["c1", "c2", "c3", "c5", "c4"]
     assert len({key for _, key in ordered}) == len(rows)
+    assert made_by_owner == len(rows)
 
 
 def test_stored_emails_are_brought_to_the_canonical_form_and_collisions_reported(

@@ -367,6 +367,9 @@ def test_transfer_moves_the_project_its_tasks_and_their_labels(
     assert carried["id"] != label["id"]
     assert [lb["id"] for lb in walk(client, member, "/labels")] == [carried["id"]]
     assert read.json()["version"] == task["version"] + 1
+    # Its project's owner changed; who made it did not.
+    assert task["created_by_id"] == owner.id
+    assert (read.json()["owner_id"], read.json()["created_by_id"]) == (member.id, owner.id)
     # The old owner's label stays theirs; the new owner may now manage members.
     assert [lb["id"] for lb in walk(client, owner, "/labels")] == [label["id"]]
     assert client.post(f"{url}/leave", headers=owner.headers).status_code == 204

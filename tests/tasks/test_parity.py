@@ -62,7 +62,7 @@ CHANGES = st.fixed_dictionaries(
     },
 )
 # What differs between two tasks made alike.
-_PER_TASK = {"id", "owner_id", "project_id", "position", "created_at"}
+_PER_TASK = {"id", "owner_id", "created_by_id", "project_id", "position", "created_at"}
 NOW = datetime(2031, 3, 4, 5, 6, 7, 890, tzinfo=UTC)
 
 
