@@ -4,6 +4,7 @@ from app.activity.models import ChangeRecord
 from app.auth.models import AuthSession
 from app.core.rate_limit import rate_limit_counter
 from app.labels.models import Label
+from app.notifications.models import Notification
 from app.projects.models import Project
 from app.quotas.models import UsageCounter
 from app.sharing.models import Invitation, ProjectMember
@@ -15,6 +16,7 @@ __all__ = [
     "ChangeRecord",
     "Invitation",
     "Label",
+    "Notification",
     "Project",
     "ProjectMember",
     "Task",

@@ -5,6 +5,7 @@ from fastapi import APIRouter, FastAPI
 from app.activity.router import router as activity_router
 from app.auth.router import router as auth_router
 from app.labels.router import router as labels_router
+from app.notifications.router import router as notifications_router
 from app.projects.router import router as projects_router
 from app.sharing.router import router as sharing_router
 from app.tasks.router import router as tasks_router
@@ -23,6 +24,7 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     trash_router,
     sharing_router,
     activity_router,
+    notifications_router,
 )
 OPENAPI_TAGS = [
     {"name": "auth", "description": "Sign up, sign in, tokens, sessions and password recovery."},
@@ -32,6 +34,7 @@ OPENAPI_TAGS = [
     {"name": "activity", "description": "Who changed what, and when: the change log's view."},
     {"name": "labels", "description": "Labels to tag tasks with."},
     {"name": "tasks", "description": "Tasks and subtasks: filters, order, bulk changes."},
+    {"name": "notifications", "description": "What others did that concerns you."},
     {"name": "trash", "description": "Deleted projects and tasks, until they are purged."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]

@@ -22,6 +22,8 @@ class EntityType(StrEnum):
     LABEL = "label"
     MEMBERSHIP = "membership"
     INVITATION = "invitation"
+    # Personal: served only to the account notified, never in a project's activity.
+    NOTIFICATION = "notification"
     # Audit entries (admin actions): in the sequence, never served to clients.
     ACCOUNT = "account"
 

@@ -24,6 +24,8 @@ from app.core.mail import Mail
 from app.core.models import utcnow
 from app.core.versioning import bumped, flush_versioned, touch
 from app.labels.models import Label, name_key
+from app.notifications import service as notifications
+from app.notifications.models import NotificationKind
 from app.projects import service as project_service
 from app.projects.exceptions import ProjectNotFound
 from app.projects.models import Project
@@ -316,6 +318,21 @@ async def invite(
         changes={"role": [None, role.value]},
         now=now,
     )
+    invitee = (
+        await session.exec(
+            select(User).where(User.email == email, col(User.email_verified_at).is_not(None))
+        )
+    ).first()
+    if invitee is not None:
+        await notifications.notify(
+            session,
+            user_id=invitee.id,
+            kind=NotificationKind.INVITED,
+            actor_id=inviter.id,
+            project_id=project.id,
+            data={"project_name": project.name, "role": role.value},
+            now=now,
+        )
     mail = _invitation_mail(
         settings, inviter=inviter, project=project, address=email, role=role, token=token
     )
@@ -506,6 +523,14 @@ async def change_role(
         member.role = role
         session.add(member)
         await session.flush()
+        await notifications.notify(
+            session,
+            user_id=user_id,
+            kind=NotificationKind.ROLE_CHANGED,
+            actor_id=access.project.owner_id,
+            project_id=access.project.id,
+            data={"project_name": access.project.name, "role": role.value},
+        )
     return MemberView(target, role, member.created_at)
 
 
@@ -516,6 +541,14 @@ async def remove_member(
     policy.check(access.role, Action.MANAGE_MEMBERS)
     member = await _member(session, access.project, user_id)
     await _membership_ended(session, access.project, member, actor_id=access.project.owner_id)
+    await notifications.notify(
+        session,
+        user_id=user_id,
+        kind=NotificationKind.REMOVED,
+        actor_id=access.project.owner_id,
+        project_id=access.project.id,
+        data={"project_name": access.project.name},
+    )
 
 
 async def leave(session: AsyncSession, *, access: ProjectAccess, user_id: uuid.UUID) -> None:
@@ -668,6 +701,15 @@ async def transfer(
         Verb.UPDATE,
         activity.diff({"owner_id": old_owner}, {"owner_id": to_user_id}),
         actor_id=old_owner,
+        now=now,
+    )
+    await notifications.notify(
+        session,
+        user_id=to_user_id,
+        kind=NotificationKind.ROLE_CHANGED,
+        actor_id=old_owner,
+        project_id=project.id,
+        data={"project_name": project.name, "role": Role.OWNER.value},
         now=now,
     )
     return ProjectAccess(project, Role.EDITOR)
