@@ -2,6 +2,7 @@
 
 from app.activity.models import ChangeRecord
 from app.auth.models import AuthSession
+from app.comments.models import Comment
 from app.core.rate_limit import rate_limit_counter
 from app.labels.models import Label
 from app.notifications.models import Notification
@@ -14,6 +15,7 @@ from app.users.models import User
 __all__ = [
     "AuthSession",
     "ChangeRecord",
+    "Comment",
     "Invitation",
     "Label",
     "Notification",

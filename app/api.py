@@ -4,6 +4,7 @@ from fastapi import APIRouter, FastAPI
 
 from app.activity.router import router as activity_router
 from app.auth.router import router as auth_router
+from app.comments.router import router as comments_router
 from app.labels.router import router as labels_router
 from app.notifications.router import router as notifications_router
 from app.projects.router import router as projects_router
@@ -25,6 +26,7 @@ API_ROUTERS: tuple[APIRouter, ...] = (
     sharing_router,
     activity_router,
     notifications_router,
+    comments_router,
 )
 OPENAPI_TAGS = [
     {"name": "auth", "description": "Sign up, sign in, tokens, sessions and password recovery."},
@@ -35,6 +37,7 @@ OPENAPI_TAGS = [
     {"name": "labels", "description": "Labels to tag tasks with."},
     {"name": "tasks", "description": "Tasks and subtasks: filters, order, bulk changes."},
     {"name": "notifications", "description": "What others did that concerns you."},
+    {"name": "comments", "description": "Comments on tasks."},
     {"name": "trash", "description": "Deleted projects and tasks, until they are purged."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]

@@ -22,6 +22,7 @@ class EntityType(StrEnum):
     LABEL = "label"
     MEMBERSHIP = "membership"
     INVITATION = "invitation"
+    COMMENT = "comment"
     # Personal: served only to the account notified, never in a project's activity.
     NOTIFICATION = "notification"
     # Audit entries (admin actions): in the sequence, never served to clients.
@@ -43,6 +44,7 @@ SERVED_TYPES = (
     EntityType.LABEL,
     EntityType.MEMBERSHIP,
     EntityType.INVITATION,
+    EntityType.COMMENT,
 )
 
 

@@ -182,6 +182,8 @@ class Settings(BaseSettings):
     SHARED_PROJECTS_PER_USER_MAX: int = Field(default=1_000, ge=1, le=100_000)
     PENDING_INVITATIONS_PER_INVITER_MAX: int = Field(default=200, ge=1, le=100_000)
     INVITATION_EXPIRE_HOURS: int = Field(default=7 * 24, ge=1, le=90 * 24)
+    # Comments one task may hold.
+    COMMENTS_PER_TASK_MAX: int = Field(default=1_000, ge=1, le=100_000)
 
     # OpenTelemetry tracing (app/core/tracing.py, the `tracing` extra), under the standard
     # names: off unless an exporter or an OTLP endpoint is set. OTLP goes over HTTP

@@ -39,7 +39,13 @@ async def get_owned_task_seen(task_id: TaskId, user: ActiveUser, session: Sessio
     return await service.get_task(session, owner_id=user.id, task_id=task_id, include_trashed=True)
 
 
+async def get_owned_live_task(task_id: TaskId, user: ActiveUser, session: SessionDep) -> Task:
+    """The caller's live task, unlocked (for what hangs off it: comments)."""
+    return await service.get_task(session, owner_id=user.id, task_id=task_id)
+
+
 TaskForUpdate = Annotated[Task, Depends(get_owned_task_for_update)]
+LiveTask = Annotated[Task, Depends(get_owned_live_task)]
 TaskSeen = Annotated[Task, Depends(get_owned_task_seen)]
 TaskInTrashOrNot = Annotated[Task, Depends(get_owned_task_any)]
 
