@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from app.auth.dependencies import require_admin
-from tests.factories import API, SignedInUser
+from tests.factories import API, SignedInUser, new_user
 
 
 class Client(Protocol):
@@ -199,12 +199,45 @@ def _new_task(client: Client, owner: SignedInUser) -> str:
     return _create("/tasks", {"title": f"t-{uuid.uuid4().hex[:6]}"})(client, owner)
 
 
+def _new_comment(client: Client, owner: SignedInUser) -> str:
+    task_id = _new_task(client, owner)
+    return _create(f"/tasks/{task_id}/comments", {"body": "a comment"})(client, owner)
+
+
+def _new_invitation(client: Client, owner: SignedInUser) -> str:
+    project_id = _new_project(client, owner)
+    address = f"invitee-{uuid.uuid4().hex[:8]}@example.com"
+    response = client.post(
+        f"{API}/projects/{project_id}/members", json={"email": address}, headers=owner.headers
+    )
+    assert response.status_code == 202, response.text
+    invitation_id: str = response.json()["id"]
+    return invitation_id
+
+
+def _new_notification(client: Client, owner: SignedInUser) -> str:
+    # Someone else invites the owner's address: the owner is told.
+    other = new_user(client)  # type: ignore[arg-type]
+    project_id = _new_project(client, other)
+    invited = client.post(
+        f"{API}/projects/{project_id}/members", json={"email": owner.email}, headers=other.headers
+    )
+    assert invited.status_code == 202, invited.text
+    listed = client.get(f"{API}/notifications", headers=owner.headers)
+    assert listed.status_code == 200, listed.text
+    notification_id: str = listed.json()["items"][0]["id"]
+    return notification_id
+
+
 OWNED: dict[str, Callable[[Client, SignedInUser], str]] = {
     "session_id": _first_session_id,
     "user_id": lambda _client, owner: owner.id,
     "project_id": _new_project,
     "label_id": _new_label,
     "task_id": _new_task,
+    "comment_id": _new_comment,
+    "invitation_id": _new_invitation,
+    "notification_id": _new_notification,
 }
 
 

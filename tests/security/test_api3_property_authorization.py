@@ -49,7 +49,16 @@ SECRET_FIELDS = {
 TOKEN_FIELDS = {"access_token", "refresh_token", "token"}
 TOKEN_OPERATIONS = {"auth-sign_in", "auth-refresh"}
 # Server-owned names that a body may carry to *name a target*, never to write it.
-NAMES_A_TARGET = {("tasks-bulk_tasks", "id"): "each bulk operation names the task it acts on"}
+NAMES_A_TARGET = {
+    ("tasks-bulk_tasks", "id"): "each bulk operation names the task it acts on",
+    ("sharing-transfer_project", "user_id"): "names the member who becomes the owner",
+}
+# A name that means something else in that body: a member's role in one project (which its
+# owner sets, and which the policy reads) is not the account's role.
+OTHER_MEANING = {
+    ("sharing-invite_member", "role"): "the invitee's role in this project",
+    ("sharing-change_member_role", "role"): "the member's role in this project",
+}
 
 
 def _body_operations(app: FastAPI) -> list[Operation]:
@@ -66,7 +75,11 @@ def test_no_request_body_documents_a_server_owned_field(app: FastAPI) -> None:
         forbidden = set(SERVER_OWNED)
         if not operation.admin_only:
             forbidden |= set(ADMIN_SETTABLE)
-        allowed = {name for op_id, name in NAMES_A_TARGET if op_id == operation.operation_id}
+        allowed = {
+            name
+            for op_id, name in [*NAMES_A_TARGET, *OTHER_MEANING]
+            if op_id == operation.operation_id
+        }
         writable = _request_properties(app, operation) & forbidden - allowed
         assert not writable, f"{operation} accepts {writable}"
 
