@@ -192,29 +192,6 @@ async def _check_room_for_member(
         raise _limit_reached("project_members", cap)
 
 
-async def _record(
-    session: AsyncSession,
-    *,
-    actor_id: uuid.UUID,
-    verb: Verb,
-    entity_type: EntityType,
-    entity_id: uuid.UUID,
-    project_id: uuid.UUID,
-    changes: dict[str, list[object]],
-    now: datetime | None = None,
-) -> None:
-    await activity.record(
-        session,
-        actor_id=actor_id,
-        verb=verb,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        project_id=project_id,
-        changes=changes,
-        now=now,
-    )
-
-
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -308,7 +285,7 @@ async def invite(
     session.add(invitation)
     await session.flush()
     # No address in the record: members read the project's activity.
-    await _record(
+    await activity.record(
         session,
         actor_id=inviter.id,
         verb=Verb.CREATE,
@@ -366,7 +343,7 @@ async def withdraw_invitation(
     )
     if result.rowcount == 0:
         raise InvitationNotFound()
-    await _record(
+    await activity.record(
         session,
         actor_id=access.project.owner_id,
         verb=Verb.DELETE,
@@ -453,7 +430,7 @@ async def accept_invitation(
             session.add(
                 ProjectMember(project_id=project.id, user_id=user.id, role=role, created_at=now)
             )
-            await _record(
+            await activity.record(
                 session,
                 actor_id=user.id,
                 verb=Verb.CREATE,
@@ -476,7 +453,7 @@ async def decline_invitation(
 ) -> None:
     """Say no: the invitation is deleted, nothing else changes."""
     invitation = await _invitation_by_token(session, user, token, now or utcnow())
-    await _record(
+    await activity.record(
         session,
         actor_id=user.id,
         verb=Verb.DELETE,
@@ -511,7 +488,7 @@ async def change_role(
     target = (await session.exec(select(User).where(User.id == user_id))).one()
     user_policy.ensure_verified(target)
     if member.role != role:
-        await _record(
+        await activity.record(
             session,
             actor_id=access.project.owner_id,
             verb=Verb.UPDATE,
@@ -561,7 +538,7 @@ async def leave(session: AsyncSession, *, access: ProjectAccess, user_id: uuid.U
 async def _membership_ended(
     session: AsyncSession, project: Project, member: ProjectMember, *, actor_id: uuid.UUID
 ) -> None:
-    await _record(
+    await activity.record(
         session,
         actor_id=actor_id,
         verb=Verb.DELETE,
@@ -685,7 +662,7 @@ async def transfer(
         (to_user_id, Role(member.role), Role.OWNER),
         (old_owner, Role.OWNER, Role.EDITOR),
     ):
-        await _record(
+        await activity.record(
             session,
             actor_id=old_owner,
             verb=Verb.UPDATE,
