@@ -48,10 +48,11 @@ _COLUMNS = {
     "changes": bindparam("changes", type_=_CHANGES.c.changes.type),
     "at": bindparam("at", type_=_CHANGES.c.at.type),
 }
-# Built once: a record is one statement, its values bound.
+# Built once: a record is one statement, its values bound. Inline: nothing is read back (the
+# number is never needed by the writer), so PostgreSQL sends no RETURNING row.
 _INSERT = {
-    "sqlite": insert(_CHANGES).values(_COLUMNS),
-    "postgresql": insert(_CHANGES).values(
+    "sqlite": insert(_CHANGES).inline().values(_COLUMNS),
+    "postgresql": insert(_CHANGES).inline().values(
         seq=literal_column(f"(pg_current_xact_id()::text::bigint << {ORDINAL_BITS})")
         + bindparam("ordinal"),
         **_COLUMNS,
