@@ -52,7 +52,9 @@ _COLUMNS = {
 # number is never needed by the writer), so PostgreSQL sends no RETURNING row.
 _INSERT = {
     "sqlite": insert(_CHANGES).inline().values(_COLUMNS),
-    "postgresql": insert(_CHANGES).inline().values(
+    "postgresql": insert(_CHANGES)
+    .inline()
+    .values(
         seq=literal_column(f"(pg_current_xact_id()::text::bigint << {ORDINAL_BITS})")
         + bindparam("ordinal"),
         **_COLUMNS,

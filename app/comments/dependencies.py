@@ -18,7 +18,7 @@ async def get_comment_and_task(
     comment_id: CommentId, user: ActiveUser, session: SessionDep
 ) -> tuple[Comment, Task]:
     """The comment named in the path with its task, if the caller sees that task (404)."""
-    return await service.get_comment(session, comment_id=comment_id, owner_id=user.id)
+    return await service.get_comment(session, comment_id=comment_id, user_id=user.id)
 
 
 async def get_comment_for_update(
@@ -26,7 +26,7 @@ async def get_comment_for_update(
 ) -> tuple[Comment, Task]:
     """As `get_comment_and_task`, the comment locked for the change."""
     return await service.get_comment(
-        session, comment_id=comment_id, owner_id=user.id, for_update=True
+        session, comment_id=comment_id, user_id=user.id, for_update=True
     )
 
 

@@ -12,7 +12,7 @@ from app.core.errors import problem_responses
 from app.core.http import location_of
 from app.core.pagination import CursorCodecDep, Page, PageParamsDep
 from app.core.routing import AppRouter
-from app.tasks.dependencies import LiveTask
+from app.tasks.dependencies import CommentableTask
 
 router = AppRouter(tags=["comments"])
 
@@ -24,7 +24,7 @@ router = AppRouter(tags=["comments"])
     responses=problem_responses(401, 404, 422),
 )
 async def list_comments(
-    task: LiveTask, session: SessionDep, cursors: CursorCodecDep, page: PageParamsDep
+    task: CommentableTask, session: SessionDep, cursors: CursorCodecDep, page: PageParamsDep
 ) -> Page[CommentPublic]:
     """The task's comments, oldest first (a task in the trash hides them: 404)."""
     return await service.list_comments(session, task=task, page=page, codec=cursors)
@@ -39,7 +39,7 @@ async def list_comments(
 )
 async def add_comment(
     data: CommentBody,
-    task: LiveTask,
+    task: CommentableTask,
     user: ActiveUser,
     session: SessionDep,
     settings: SettingsDep,

@@ -4,7 +4,7 @@ the route's dependency (the task must be one the caller sees, and live)."""
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,7 +15,10 @@ from app.comments.models import Comment
 from app.comments.schemas import CommentPublic
 from app.core.models import utcnow
 from app.core.pagination import CursorCodec, Page, PageParams, SortKey, paginate
+from app.notifications import service as notifications
+from app.notifications.models import NotificationKind
 from app.quotas.exceptions import QuotaExceeded
+from app.sharing.models import ProjectMember
 from app.tasks.models import Task
 
 COMMENT_KEYS = [SortKey(col(Comment.id))]
@@ -88,6 +91,16 @@ async def add_comment(
     await _record(
         session, comment, task, Verb.CREATE, {"body": [None, body]}, actor_id=author_id, now=now
     )
+    # The task's owner hears of it (never of their own comment).
+    await notifications.notify(
+        session,
+        user_id=task.owner_id,
+        kind=NotificationKind.COMMENTED,
+        actor_id=author_id,
+        project_id=task.project_id,
+        data={"task_id": str(task.id), "task_title": task.title, "comment_id": str(comment.id)},
+        now=now,
+    )
     return comment
 
 
@@ -95,17 +108,22 @@ async def get_comment(
     session: AsyncSession,
     *,
     comment_id: uuid.UUID,
-    owner_id: uuid.UUID,
+    user_id: uuid.UUID,
     for_update: bool = False,
 ) -> tuple[Comment, Task]:
-    """A comment on a live task the caller sees (its project's owner's, for now), locked
-    with `for_update`; 404 otherwise, as for a comment that does not exist."""
+    """A comment on a live task the caller owns or may comment on as a member of its
+    project (locked with `for_update`); 404 otherwise, as for a comment that does not exist."""
+    member = ProjectMember
     statement = (
         select(Comment, Task)
         .join(Task, col(Task.id) == Comment.task_id)
+        .outerjoin(
+            member,
+            and_(col(member.project_id) == Task.project_id, col(member.user_id) == user_id),
+        )
         .where(
             Comment.id == comment_id,
-            Task.owner_id == owner_id,
+            or_(col(Task.owner_id) == user_id, col(member.user_id).is_not(None)),
             col(Task.deleted_at).is_(None),
         )
     )

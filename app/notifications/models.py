@@ -15,6 +15,7 @@ class NotificationKind(StrEnum):
     INVITED = "invited"  # to a project, at your confirmed address
     ROLE_CHANGED = "role_changed"  # in a project (a transfer makes you its owner)
     REMOVED = "removed"  # from a project
+    COMMENTED = "commented"  # on a task you own
 
 
 class Notification(UUIDPrimaryKey, table=True):

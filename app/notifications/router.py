@@ -33,7 +33,8 @@ async def list_notifications(
         bool | None, Query(description="Only unread (true) or read (false) notifications.")
     ] = None,
 ) -> Page[NotificationPublic]:
-    """Invitations, role changes and removals that others made for you, newest first."""
+    """Invitations, role changes, removals and comments on your tasks that others made,
+    newest first."""
     return await service.list_notifications(
         session, user_id=user.id, page=page, codec=cursors, unread=unread
     )

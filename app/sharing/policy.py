@@ -7,6 +7,7 @@ stranger learns nothing; a member whose role is too low gets 403 `role_too_low`.
 
 from enum import StrEnum
 
+from app.core.errors import NotFound
 from app.projects.exceptions import ProjectNotFound
 from app.sharing.exceptions import OwnerCannotLeave, RoleTooLow
 from app.sharing.models import Role
@@ -36,10 +37,11 @@ def allows(role: Role | None, action: Action) -> bool:
     return role is not None and action in ALLOWED[role]
 
 
-def check(role: Role | None, action: Action) -> None:
-    """Nothing if `role` may do `action`; otherwise the problem the caller must get."""
+def check(role: Role | None, action: Action, *, missing: type[NotFound] = ProjectNotFound) -> None:
+    """Nothing if `role` may do `action`; otherwise the problem the caller must get (no role
+    at all: `missing`, what a row that does not exist gets)."""
     if role is None:
-        raise ProjectNotFound()
+        raise missing()
     if action in ALLOWED[role]:
         return
     if action is Action.LEAVE:

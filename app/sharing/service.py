@@ -45,6 +45,7 @@ from app.sharing.exceptions import (
 )
 from app.sharing.models import Invitation, ProjectMember, Role
 from app.sharing.policy import Action
+from app.tasks.exceptions import TaskNotFound
 from app.tasks.models import Task, TaskLabel
 from app.users import policy as user_policy
 from app.users.models import User
@@ -129,6 +130,49 @@ async def get_access(
     role = _role_of(found[0], user_id, found[1])
     policy.check(role, action)
     return ProjectAccess(found[0], role)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAccess:
+    """A task as one account reaches it: its owner (the project's), project and the role."""
+
+    owner_id: uuid.UUID
+    project_id: uuid.UUID
+    role: Role
+
+
+async def task_access(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    task_id: uuid.UUID,
+    action: Action,
+    include_trashed: bool = False,
+) -> TaskAccess:
+    """The task as `user_id` reaches it through its project, if the policy allows `action`;
+    404 `task_not_found` for a stranger, as for a missing task (403 for too low a role)."""
+    member = ProjectMember
+    statement = (
+        select(Task.owner_id, Task.project_id, col(member.role))
+        .outerjoin(
+            member,
+            and_(col(member.project_id) == Task.project_id, col(member.user_id) == user_id),
+        )
+        .where(
+            Task.id == task_id,
+            or_(col(Task.owner_id) == user_id, col(member.user_id).is_not(None)),
+        )
+    )
+    if not include_trashed:
+        statement = statement.where(col(Task.deleted_at).is_(None))
+    found = (await session.exec(statement)).first()
+    if found is None:
+        policy.check(None, action, missing=TaskNotFound)
+        raise TaskNotFound()  # check(None, ...) always raises; this says so to mypy
+    owner_id, project_id, member_role = found
+    role = Role.OWNER if owner_id == user_id else Role(member_role or Role.VIEWER)
+    policy.check(role, action, missing=TaskNotFound)
+    return TaskAccess(owner_id, project_id, role)
 
 
 async def roles_in(

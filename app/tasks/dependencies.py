@@ -1,4 +1,5 @@
-"""Load-and-check dependencies for task routes: the owner filter is part of the query."""
+"""Load-and-check dependencies for task routes: the owner filter is part of the query; a
+member of the task's project reaches it through the policy (reads and comments, so far)."""
 
 import uuid
 from collections.abc import Awaitable, Callable
@@ -10,9 +11,13 @@ from app.auth.dependencies import ActiveUser
 from app.core.db import SessionDep
 from app.core.errors import UnprocessableEntity
 from app.core.query import query_dependency
+from app.sharing import service as sharing
+from app.sharing.policy import Action
 from app.tasks import service
+from app.tasks.exceptions import TaskNotFound
 from app.tasks.models import Task
 from app.tasks.schemas import ProjectTaskListQuery, TaskListQuery
+from app.users.models import User
 
 TaskId = Annotated[uuid.UUID, Path(description="The task's id.")]
 Q = TypeVar("Q", bound=ProjectTaskListQuery)
@@ -34,18 +39,41 @@ async def get_owned_task_any(task_id: TaskId, user: ActiveUser, session: Session
     )
 
 
+async def _reached_task(
+    session: SessionDep, user: User, task_id: uuid.UUID, action: Action, *, include_trashed: bool
+) -> Task:
+    # The owner's own task in one query; a member's through the policy (a miss either way is
+    # the same 404).
+    try:
+        return await service.get_task(
+            session, owner_id=user.id, task_id=task_id, include_trashed=include_trashed
+        )
+    except TaskNotFound:
+        access = await sharing.task_access(
+            session,
+            user_id=user.id,
+            task_id=task_id,
+            action=action,
+            include_trashed=include_trashed,
+        )
+        return await service.get_task(
+            session, owner_id=access.owner_id, task_id=task_id, include_trashed=include_trashed
+        )
+
+
 async def get_owned_task_seen(task_id: TaskId, user: ActiveUser, session: SessionDep) -> Task:
-    """The caller's task, live or in the trash, unlocked (for reading its history)."""
-    return await service.get_task(session, owner_id=user.id, task_id=task_id, include_trashed=True)
+    """A task the caller owns or reads as a member of its project, live or in the trash,
+    unlocked (for reading its history)."""
+    return await _reached_task(session, user, task_id, Action.READ, include_trashed=True)
 
 
-async def get_owned_live_task(task_id: TaskId, user: ActiveUser, session: SessionDep) -> Task:
-    """The caller's live task, unlocked (for what hangs off it: comments)."""
-    return await service.get_task(session, owner_id=user.id, task_id=task_id)
+async def get_commentable_task(task_id: TaskId, user: ActiveUser, session: SessionDep) -> Task:
+    """A live task the caller owns or may comment on as a member of its project, unlocked."""
+    return await _reached_task(session, user, task_id, Action.COMMENT, include_trashed=False)
 
 
 TaskForUpdate = Annotated[Task, Depends(get_owned_task_for_update)]
-LiveTask = Annotated[Task, Depends(get_owned_live_task)]
+CommentableTask = Annotated[Task, Depends(get_commentable_task)]
 TaskSeen = Annotated[Task, Depends(get_owned_task_seen)]
 TaskInTrashOrNot = Annotated[Task, Depends(get_owned_task_any)]
 

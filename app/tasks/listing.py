@@ -22,6 +22,7 @@ from app.core.sql import LIKE_ESCAPE, contains_pattern
 from app.labels import service as label_service
 from app.projects import service as project_service
 from app.tasks import tree
+from app.tasks.exceptions import ParentNotFound
 from app.tasks.models import TaskLabel, TaskStatus
 from app.tasks.prebuilt import PUBLIC_COLUMNS, TASK_JSON, task_from_row
 from app.tasks.schemas import TaskFilters, TaskPublic
@@ -48,7 +49,11 @@ def sort_keys(sort: str) -> tuple[list[SortKey], Callable[[Any], list[Any]]]:
 
 
 async def check_filter_owners(
-    session: AsyncSession, *, owner_id: uuid.UUID, filters: TaskFilters
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    filters: TaskFilters,
+    within_project: bool = False,
 ) -> None:
     # Filtering by a project, label or task the caller does not have is the query's fault (a
     # 422 naming the parameter), whether it is someone else's or does not exist.
@@ -62,9 +67,14 @@ async def check_filter_owners(
             session, owner_id=owner_id, label_ids=filters.label_ids, loc=("query", "label")
         )
     if filters.parent_id is not None:
-        await tree.get_parent(
+        parent = await tree.get_parent(
             session, owner_id=owner_id, parent_id=filters.parent_id, loc=("query", "parent_id")
         )
+        # A member lists one project of its owner's: a parent elsewhere is not one they see.
+        if within_project and parent.project_id != filters.project_id:
+            raise ParentNotFound(
+                loc=("query", "parent_id"), extra={"parent_id": str(filters.parent_id)}
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +196,17 @@ async def list_tasks(
     page: PageParams,
     codec: CursorCodec,
     now: datetime | None = None,
+    within_project: bool = False,
 ) -> RowPage[TaskPublic]:
     """The caller's live tasks matching every filter, one keyset page in the chosen order.
 
     Without `sort`, a project's list is in manual order (`position`), any other list in
     creation order. Filters are not part of the cursor: send the same ones with it.
+    `within_project` (a member's list of one project): references must be in that project.
     """
-    await check_filter_owners(session, owner_id=owner_id, filters=filters)
+    await check_filter_owners(
+        session, owner_id=owner_id, filters=filters, within_project=within_project
+    )
     sort = sort or ("position" if filters.project_id is not None else "created_at")
     keys, key_of = sort_keys(sort)
     terms = filter_terms(filters, now=now or utcnow())

@@ -20,8 +20,11 @@ from app.core.http import (
 from app.core.pagination import CursorCodec, CursorCodecDep, Page
 from app.core.query import query_parameters
 from app.core.routing import AppRouter
-from app.projects.dependencies import OwnedProject
+from app.projects.dependencies import OwnedProject, ReadableProject
 from app.quotas.dependencies import QuotasDep
+from app.sharing import service as sharing
+from app.sharing.models import Role
+from app.sharing.policy import Action
 from app.tasks import bulk, listing, service
 from app.tasks.dependencies import (
     ProjectTaskListQueryDep,
@@ -30,6 +33,7 @@ from app.tasks.dependencies import (
     TaskInTrashOrNot,
     TaskListQueryDep,
 )
+from app.tasks.exceptions import TaskNotFound
 from app.tasks.models import Task
 from app.tasks.prebuilt import TaskDocument
 from app.tasks.schemas import (
@@ -42,7 +46,6 @@ from app.tasks.schemas import (
     TaskPublic,
     TaskUpdateBody,
 )
-from app.users.models import User
 
 router = AppRouter(tags=["tasks"])
 
@@ -56,15 +59,17 @@ def _public(task: Task, response: Response) -> TaskPublic:
 
 async def _page(
     session: AsyncSession,
-    user: User,
+    owner_id: uuid.UUID,
     cursors: CursorCodec,
     query: ProjectTaskListQuery,
     *,
     project_id: uuid.UUID | None,
+    within_project: bool = False,
 ) -> Response:
     tasks = await listing.list_tasks(
         session,
-        owner_id=user.id,
+        owner_id=owner_id,
+        within_project=within_project,
         filters=query.filters(project_id=project_id),
         sort=query.sort,
         page=query,
@@ -97,7 +102,7 @@ async def list_tasks(
     user: ActiveUser, session: SessionDep, cursors: CursorCodecDep, query: TaskListQueryDep
 ) -> Response:
     """The caller's tasks matching every filter given, one keyset page at a time."""
-    return await _page(session, user, cursors, query, project_id=query.project_id)
+    return await _page(session, user.id, cursors, query, project_id=query.project_id)
 
 
 @router.post(
@@ -155,8 +160,16 @@ async def read_task(
     session: SessionDep,
     if_none_match: IfNoneMatchHeader = None,
 ) -> Response:
-    """One task; 304 with no body when `If-None-Match` names its current ETag."""
-    task = await service.read_task_document(session, owner_id=user.id, task_id=task_id)
+    """One task the caller owns, or reads as a member of its project; 304 with no body when
+    `If-None-Match` names its current ETag (the same for every member)."""
+    try:
+        task = await service.read_task_document(session, owner_id=user.id, task_id=task_id)
+    except TaskNotFound:
+        # Not the caller's own: a member's read, through the policy (a miss is the same 404).
+        access = await sharing.task_access(
+            session, user_id=user.id, task_id=task_id, action=Action.READ
+        )
+        task = await service.read_task_document(session, owner_id=access.owner_id, task_id=task_id)
     if if_none_match_matches(if_none_match, task.version):
         return Response(status_code=304, headers={"ETag": etag_for(task.version)})
     return _document(task)
@@ -225,16 +238,24 @@ async def restore_task(
     openapi_extra={"parameters": query_parameters(ProjectTaskListQuery)},
 )
 async def list_project_tasks(
-    project: OwnedProject,
-    user: ActiveUser,
+    access: ReadableProject,
     session: SessionDep,
     cursors: CursorCodecDep,
     query: ProjectTaskListQueryDep,
 ) -> Response:
     """The project's tasks, in manual order unless `sort` says otherwise; same filters as
-    `GET /tasks`.
+    `GET /tasks` (a parent named in `parent_id` must be in this project). Any member may
+    list them.
     """
-    return await _page(session, user, cursors, query, project_id=project.id)
+    project = access.project
+    return await _page(
+        session,
+        project.owner_id,
+        cursors,
+        query,
+        project_id=project.id,
+        within_project=access.role is not Role.OWNER,
+    )
 
 
 @router.post(

@@ -3,8 +3,9 @@
 Roles: the owner, an editor, a viewer, a former member (removed), an account that was
 invited but never confirmed its address (so could not accept), and a stranger. Each case
 gets a project of its own, so destructive actions (transfer, delete, leave) cannot leak into
-another case. Task-level actions for members come with members' access to tasks (issue 20's
-next part).
+another case. Members read the project's tasks, their history and comment on them; editors'
+task writes (create, change, move, delete, restore, bulk, assign) join the matrix with issue
+20's next part.
 """
 
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.auth.helpers import mails_to, verification_token_from
-from tests.factories import API, SignedInUser, make_project, new_user
+from tests.factories import API, SignedInUser, make_project, make_task, new_user
 from tests.sharing.helpers import invite, share
 
 ROLES = ("owner", "editor", "viewer", "former", "unverified", "stranger")
@@ -29,6 +30,7 @@ class World:
     users: dict[str, SignedInUser]
     bystander: SignedInUser  # a viewer that actions on members act upon
     project: dict[str, Any]
+    task: dict[str, Any]
 
     @property
     def url(self) -> str:
@@ -49,6 +51,7 @@ def _world(app: FastAPI, client: TestClient) -> World:
             _confirm(app, client, user)
     owner = users["owner"]
     project = make_project(client, owner, name="Shared")
+    task = make_task(client, owner, project_id=project["id"])
     for role in ("editor", "viewer", "former"):
         share(
             client, app, owner, project["id"], users[role], "viewer" if role == "former" else role
@@ -58,7 +61,7 @@ def _world(app: FastAPI, client: TestClient) -> World:
     url = f"{API}/projects/{project['id']}"
     former = users["former"]
     assert client.delete(f"{url}/members/{former.id}", headers=owner.headers).status_code == 204
-    return World(client, users, bystander, project)
+    return World(client, users, bystander, project, task)
 
 
 Action = Callable[[World, SignedInUser], httpx.Response]
@@ -99,6 +102,14 @@ ACTIONS: dict[str, Action] = {
         f"{w.url}/transfer", headers=u.headers, json={"user_id": w.bystander.id}
     ),
     "leave": lambda w, u: w.client.post(f"{w.url}/leave", headers=u.headers),
+    "read_task": lambda w, u: w.client.get(f"{API}/tasks/{w.task['id']}", headers=u.headers),
+    "list_tasks": lambda w, u: w.client.get(f"{w.url}/tasks", headers=u.headers),
+    "task_activity": lambda w, u: w.client.get(
+        f"{API}/tasks/{w.task['id']}/activity", headers=u.headers
+    ),
+    "comment": lambda w, u: w.client.post(
+        f"{API}/tasks/{w.task['id']}/comments", headers=u.headers, json={"body": "hi"}
+    ),
 }
 
 READERS = {"owner": 200, "editor": 200, "viewer": 200}
@@ -118,8 +129,13 @@ EXPECTED: dict[str, dict[str, int]] = {
     "remove_member": OWNER_ONLY_NO_CONTENT,
     "transfer": OWNER_ONLY_OK,
     "leave": {"owner": 409, "editor": 204, "viewer": 204},
+    "read_task": READERS,
+    "list_tasks": READERS,
+    "task_activity": READERS,
+    "comment": {"owner": 201, "editor": 201, "viewer": 201},
 }
 CODES = {403: "role_too_low", 404: "project_not_found", 409: "owner_cannot_leave"}
+TASK_ACTIONS = {"read_task", "task_activity", "comment"}
 
 
 @pytest.mark.parametrize("action", list(ACTIONS))
@@ -134,4 +150,5 @@ def test_role_against_action(make_app: Callable[..., FastAPI], role: str, action
         expected = EXPECTED[action].get(role, 404)
         assert response.status_code == expected, (role, action, response.text)
         if expected in CODES and action != "list":
-            assert response.json()["code"] == CODES[expected], response.text
+            code = "task_not_found" if expected == 404 and action in TASK_ACTIONS else None
+            assert response.json()["code"] == (code or CODES[expected]), response.text
