@@ -56,7 +56,7 @@ async def add_comment(
         limit=settings.COMMENTS_PER_TASK_MAX,
     )
     response.headers["Location"] = location_of(request, "read_comment", comment_id=comment.id)
-    return service.public(comment)
+    return service.public(comment, user)
 
 
 @router.get(
@@ -65,9 +65,9 @@ async def add_comment(
     response_model=CommentPublic,
     responses=problem_responses(401, 404, 422),
 )
-async def read_comment(found: CommentOnTask) -> CommentPublic:
+async def read_comment(found: CommentOnTask, session: SessionDep) -> CommentPublic:
     """One comment on a task you see."""
-    return service.public(found[0])
+    return service.public(found[0], await service.author_of(session, found[0]))
 
 
 @router.patch(
@@ -84,7 +84,7 @@ async def edit_comment(
     edited = await service.edit_comment(
         session, comment=comment, task=task, user_id=user.id, body=data.body
     )
-    return service.public(edited)
+    return service.public(edited, user)
 
 
 @router.delete(

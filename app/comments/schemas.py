@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Body
 
+from app.activity.schemas import Actor
 from app.comments.models import BODY_MAX_LENGTH
 from app.core.schemas import InputModel, Instant, PublicModel, examples, name_constraints
 
@@ -25,11 +26,12 @@ CommentBody = Annotated[
 
 
 class CommentPublic(PublicModel):
-    """A comment as the API shows it (`author_id` null: the account was deleted)."""
+    """A comment as the API shows it, with its author (null: the account was deleted)."""
 
     id: uuid.UUID
     task_id: uuid.UUID
     author_id: uuid.UUID | None
+    author: Actor | None
     body: str
     created_at: Instant
     updated_at: Instant

@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.activity import service as activity
 from app.activity.models import EntityType, Verb
+from app.activity.schemas import Actor
 from app.comments.exceptions import CommentNotFound, NotCommentAuthor
 from app.comments.models import Comment
 from app.comments.schemas import CommentPublic
@@ -20,12 +21,31 @@ from app.notifications.models import NotificationKind
 from app.quotas.exceptions import QuotaExceeded
 from app.sharing.models import ProjectMember
 from app.tasks.models import Task
+from app.users.models import User
 
 COMMENT_KEYS = [SortKey(col(Comment.id))]
 
 
-def public(comment: Comment) -> CommentPublic:
-    return CommentPublic.model_validate(comment, from_attributes=True)
+def public(comment: Comment, author: User | None) -> CommentPublic:
+    """The comment as the API shows it; `author` None: that account was deleted."""
+    return CommentPublic(
+        id=comment.id,
+        task_id=comment.task_id,
+        author_id=comment.author_id,
+        author=None
+        if author is None
+        else Actor(id=author.id, full_name=author.full_name, email=author.email),
+        body=comment.body,
+        created_at=comment.created_at,
+        updated_at=comment.updated_at,
+    )
+
+
+async def author_of(session: AsyncSession, comment: Comment) -> User | None:
+    """The comment's author, if that account still exists."""
+    if comment.author_id is None:
+        return None
+    return await session.get(User, comment.author_id)
 
 
 async def _record(
@@ -54,15 +74,20 @@ async def list_comments(
     session: AsyncSession, *, task: Task, page: PageParams, codec: CursorCodec
 ) -> Page[CommentPublic]:
     """The task's comments, oldest first."""
+    statement = (
+        select(Comment, User)
+        .outerjoin(User, col(User.id) == Comment.author_id)
+        .where(Comment.task_id == task.id)
+    )
     return await paginate(
         session,
-        select(Comment).where(Comment.task_id == task.id),
+        statement,
         keys=COMMENT_KEYS,
         page=page,
         codec=codec,
         scope="comments",
-        key_of=lambda comment: [comment.id],
-        to_item=public,
+        key_of=lambda row: [row[0].id],
+        to_item=lambda row: public(row[0], row[1]),
     )
 
 

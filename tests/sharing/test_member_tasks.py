@@ -122,3 +122,24 @@ def test_members_comment_the_owner_hears_of_it_and_authors_keep_their_comments(
     )
     # The project's owner may delete anyone's comment.
     assert client.delete(their_url, headers=owner.headers).status_code == 204
+
+
+def test_a_deleted_member_s_comments_stay_shown_as_a_deleted_user(
+    app: FastAPI, client: TestClient
+) -> None:
+    owner, member = new_user(client), new_user(client)
+    project = make_project(client, owner)
+    task = make_task(client, owner, project_id=project["id"])
+    share(client, app, owner, project["id"], member, "viewer")
+    comments = f"{API}/tasks/{task['id']}/comments"
+    made = client.post(comments, headers=member.headers, json={"body": "Bye"}).json()
+    assert made["author"] == {"id": member.id, "full_name": None, "email": member.email}
+    assert client.delete(f"{API}/users/me", headers=member.headers).status_code == 204
+    [kept] = walk(client, owner, f"/tasks/{task['id']}/comments")
+    assert (kept["id"], kept["body"], kept["author_id"]) == (made["id"], "Bye", member.id)
+    assert kept["author"] is None
+    read = client.get(f"{API}/comments/{made['id']}", headers=owner.headers).json()
+    assert read["author"] is None
+    # The change log keeps the change, its actor shown as deleted too.
+    history = walk(client, owner, f"/projects/{project['id']}/activity")
+    assert [c["actor"] for c in history if c["entity_type"] == "comment"] == [None]
